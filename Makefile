@@ -1,0 +1,47 @@
+# The project's entry points; the logic lives in small scripts under scripts/.
+# The local stack (PostgreSQL + pgvector, PgBouncer) runs from .kit/, its tools are cached in
+# $KIT_CACHE (default /var/cache/pgvector-lambda-kit). Needs root on Debian 12 for `deps`.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# Runs the rest of a recipe line with the stack's connection settings (DATABASE_URL, ...) exported.
+WITH_STACK_ENV = set -a && . "$$(scripts/stack.sh env)" && set +a &&
+
+.PHONY: deps up down status wipe fmt lint lint-infra test demo package
+
+deps:
+	scripts/install-deps.sh
+
+up: deps
+	scripts/stack.sh up
+	$(WITH_STACK_ENV) cargo run -q -p kit -- migrate up
+
+down:
+	scripts/stack.sh down
+
+status:
+	scripts/stack.sh status || true
+
+wipe:
+	scripts/stack.sh wipe
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test:
+	scripts/test.sh
+	scripts/lint-infra.sh
+
+lint-infra:
+	scripts/lint-infra.sh
+
+# Cross-compiles the three functions for arm64 through `sam build` (slow: not part of `make test`).
+package:
+	scripts/package.sh
+
+demo: up
+	$(WITH_STACK_ENV) scripts/demo.sh

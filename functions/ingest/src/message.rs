@@ -1,0 +1,586 @@
+//! The ingest message contract: one SQS body, parsed once into a [`WriteOp`] or
+//! rejected with a stable reason code.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use storage::{Namespace, Upsert, Vector, WriteOp};
+use uuid::Uuid;
+
+/// Bounds on what one message may carry. Defaults keep a 10,000-record batch in memory
+/// comfortably; all are configurable.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `MAX_CONTENT_BYTES` (default 65536).
+    pub max_content_bytes: usize,
+    /// `MAX_METADATA_BYTES` (default 16384), measured as compact JSON.
+    pub max_metadata_bytes: usize,
+    /// `MAX_METADATA_DEPTH` (default 8): nesting of objects and arrays inside metadata.
+    pub max_metadata_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: 64 * 1024,
+            max_metadata_bytes: 16 * 1024,
+            max_metadata_depth: 8,
+        }
+    }
+}
+
+/// Why a message was rejected. The code ([`Reason::code`]) is stable: dashboards and
+/// alarms key on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    MissingBody,
+    InvalidJson,
+    UnknownField,
+    UnknownOp,
+    MissingId,
+    InvalidId,
+    InvalidNamespace,
+    MissingEmbedding,
+    InvalidEmbedding,
+    WrongDimensions,
+    NonFiniteValue,
+    InvalidContent,
+    ContentTooLarge,
+    InvalidMetadata,
+    MetadataTooLarge,
+    MetadataTooDeep,
+    InvalidVersion,
+    InvalidCreatedAt,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 18] = [
+        Reason::MissingBody,
+        Reason::InvalidJson,
+        Reason::UnknownField,
+        Reason::UnknownOp,
+        Reason::MissingId,
+        Reason::InvalidId,
+        Reason::InvalidNamespace,
+        Reason::MissingEmbedding,
+        Reason::InvalidEmbedding,
+        Reason::WrongDimensions,
+        Reason::NonFiniteValue,
+        Reason::InvalidContent,
+        Reason::ContentTooLarge,
+        Reason::InvalidMetadata,
+        Reason::MetadataTooLarge,
+        Reason::MetadataTooDeep,
+        Reason::InvalidVersion,
+        Reason::InvalidCreatedAt,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::MissingBody => "missing_body",
+            Reason::InvalidJson => "invalid_json",
+            Reason::UnknownField => "unknown_field",
+            Reason::UnknownOp => "unknown_op",
+            Reason::MissingId => "missing_id",
+            Reason::InvalidId => "invalid_id",
+            Reason::InvalidNamespace => "invalid_namespace",
+            Reason::MissingEmbedding => "missing_embedding",
+            Reason::InvalidEmbedding => "invalid_embedding",
+            Reason::WrongDimensions => "wrong_dimensions",
+            Reason::NonFiniteValue => "non_finite_value",
+            Reason::InvalidContent => "invalid_content",
+            Reason::ContentTooLarge => "content_too_large",
+            Reason::InvalidMetadata => "invalid_metadata",
+            Reason::MetadataTooLarge => "metadata_too_large",
+            Reason::MetadataTooDeep => "metadata_too_deep",
+            Reason::InvalidVersion => "invalid_version",
+            Reason::InvalidCreatedAt => "invalid_created_at",
+        }
+    }
+}
+
+/// A rejected message: the reason code and a short human explanation (never the vector).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason.code(), self.detail)
+    }
+}
+
+fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
+    Rejection {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Every field of the contract, each kept as raw JSON so that each can fail with its
+/// own reason. Unknown fields are refused: a typo such as `metdata` must not silently
+/// drop data.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMessage<'a> {
+    #[serde(borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    namespace: Option<&'a RawValue>,
+    #[serde(borrow)]
+    embedding: Option<&'a RawValue>,
+    #[serde(borrow)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    version: Option<&'a RawValue>,
+    #[serde(borrow)]
+    created_at: Option<&'a RawValue>,
+}
+
+/// Parses one SQS message body against the contract.
+///
+/// `dimensions` is the embedding column's (read from the database); `now` is the
+/// ingestion time used when `created_at` is absent.
+pub fn parse(
+    body: Option<&str>,
+    dimensions: usize,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<WriteOp, Rejection> {
+    let body = body.ok_or_else(|| reject(Reason::MissingBody, "the SQS message has no body"))?;
+    let raw: RawMessage = serde_json::from_str(body).map_err(|e| {
+        if e.to_string().starts_with("unknown field") {
+            reject(Reason::UnknownField, first_line(&e))
+        } else {
+            reject(Reason::InvalidJson, first_line(&e))
+        }
+    })?;
+
+    let id = parse_id(raw.id)?;
+    let namespace = parse_namespace(raw.namespace)?;
+    let version = parse_version(raw.version)?;
+    match parse_op(raw.op)? {
+        Op::Delete => Ok(WriteOp::Delete {
+            namespace,
+            id,
+            version,
+        }),
+        Op::Upsert => Ok(WriteOp::Upsert(Upsert {
+            namespace,
+            id,
+            embedding: parse_embedding(raw.embedding, dimensions)?,
+            content: parse_content(raw.content, limits)?,
+            metadata: parse_metadata(raw.metadata, limits)?,
+            version,
+            created_at: parse_created_at(raw.created_at)?.unwrap_or(now),
+        })),
+    }
+}
+
+enum Op {
+    Upsert,
+    Delete,
+}
+
+fn is_null(raw: Option<&RawValue>) -> Option<&RawValue> {
+    raw.filter(|r| r.get() != "null")
+}
+
+fn parse_op(raw: Option<&RawValue>) -> Result<Op, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(Op::Upsert);
+    };
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok("upsert") => Ok(Op::Upsert),
+        Ok("delete") => Ok(Op::Delete),
+        _ => Err(reject(
+            Reason::UnknownOp,
+            format!(
+                "op must be \"upsert\" or \"delete\", got {}",
+                truncate(raw.get())
+            ),
+        )),
+    }
+}
+
+fn parse_id(raw: Option<&RawValue>) -> Result<Uuid, Rejection> {
+    let raw = is_null(raw).ok_or_else(|| reject(Reason::MissingId, "id is required"))?;
+    let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+        reject(
+            Reason::InvalidId,
+            format!("id must be a UUID string, got {}", truncate(raw.get())),
+        )
+    })?;
+    Uuid::parse_str(&text).map_err(|_| {
+        reject(
+            Reason::InvalidId,
+            format!("id must be a UUID, got {}", truncate(raw.get())),
+        )
+    })
+}
+
+fn parse_namespace(raw: Option<&RawValue>) -> Result<Namespace, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(Namespace::default());
+    };
+    let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+        reject(
+            Reason::InvalidNamespace,
+            format!("namespace must be a string, got {}", truncate(raw.get())),
+        )
+    })?;
+    Namespace::parse(&text).map_err(|e| reject(Reason::InvalidNamespace, e.to_string()))
+}
+
+fn parse_version(raw: Option<&RawValue>) -> Result<i64, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(0);
+    };
+    serde_json::from_str::<u64>(raw.get())
+        .ok()
+        .and_then(|v| i64::try_from(v).ok())
+        .ok_or_else(|| {
+            reject(
+                Reason::InvalidVersion,
+                format!(
+                    "version must be an integer from 0 to {}, got {}",
+                    i64::MAX,
+                    truncate(raw.get())
+                ),
+            )
+        })
+}
+
+fn parse_embedding(raw: Option<&RawValue>, dimensions: usize) -> Result<Vector, Rejection> {
+    let raw = is_null(raw)
+        .ok_or_else(|| reject(Reason::MissingEmbedding, "embedding is required for upsert"))?;
+    // JSON has no NaN or Infinity literals; a value beyond f32's range becomes infinite.
+    let values: Vec<f32> = serde_json::from_str(raw.get()).map_err(|e| {
+        reject(
+            Reason::InvalidEmbedding,
+            format!("embedding must be an array of numbers: {}", first_line(&e)),
+        )
+    })?;
+    if values.len() != dimensions {
+        return Err(reject(
+            Reason::WrongDimensions,
+            format!("expected {dimensions} dimensions, got {}", values.len()),
+        ));
+    }
+    if let Some(position) = values.iter().position(|v| !v.is_finite()) {
+        return Err(reject(
+            Reason::NonFiniteValue,
+            format!("embedding[{position}] is not a finite 32-bit float"),
+        ));
+    }
+    Ok(Vector::from(values))
+}
+
+fn parse_content(raw: Option<&RawValue>, limits: &Limits) -> Result<Option<String>, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(None);
+    };
+    let text: String = serde_json::from_str(raw.get())
+        .map_err(|_| reject(Reason::InvalidContent, "content must be a string"))?;
+    if text.len() > limits.max_content_bytes {
+        return Err(reject(
+            Reason::ContentTooLarge,
+            format!(
+                "content is {} bytes, the limit is {} (MAX_CONTENT_BYTES)",
+                text.len(),
+                limits.max_content_bytes
+            ),
+        ));
+    }
+    if text.contains('\0') {
+        return Err(reject(
+            Reason::InvalidContent,
+            "content contains a NUL character, which PostgreSQL text cannot store",
+        ));
+    }
+    Ok(Some(text))
+}
+
+fn parse_metadata(
+    raw: Option<&RawValue>,
+    limits: &Limits,
+) -> Result<Map<String, Value>, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(Map::new());
+    };
+    // Depth first, on the raw text, so a hostile nesting never reaches the recursive parser.
+    let depth = json_depth(raw.get());
+    if depth > limits.max_metadata_depth {
+        return Err(reject(
+            Reason::MetadataTooDeep,
+            format!(
+                "metadata nests {depth} levels, the limit is {} (MAX_METADATA_DEPTH)",
+                limits.max_metadata_depth
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_str(raw.get())
+        .map_err(|e| reject(Reason::InvalidMetadata, first_line(&e)))?;
+    let Value::Object(map) = value else {
+        return Err(reject(
+            Reason::InvalidMetadata,
+            format!("metadata must be a JSON object, got {}", json_type(&value)),
+        ));
+    };
+    let size = serde_json::to_string(&map)
+        .map(|s| s.len())
+        .unwrap_or(usize::MAX);
+    if size > limits.max_metadata_bytes {
+        return Err(reject(
+            Reason::MetadataTooLarge,
+            format!(
+                "metadata is {size} bytes, the limit is {} (MAX_METADATA_BYTES)",
+                limits.max_metadata_bytes
+            ),
+        ));
+    }
+    if contains_nul(&Value::Object(map.clone())) {
+        return Err(reject(
+            Reason::InvalidMetadata,
+            "metadata contains a NUL character, which jsonb cannot store",
+        ));
+    }
+    Ok(map)
+}
+
+fn parse_created_at(raw: Option<&RawValue>) -> Result<Option<DateTime<Utc>>, Rejection> {
+    let Some(raw) = is_null(raw) else {
+        return Ok(None);
+    };
+    let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+        reject(
+            Reason::InvalidCreatedAt,
+            "created_at must be an RFC 3339 string such as 2026-11-01T08:00:00Z",
+        )
+    })?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            reject(
+                Reason::InvalidCreatedAt,
+                format!("created_at {}: {e}", truncate(&text)),
+            )
+        })
+}
+
+/// The maximum nesting of arrays and objects in a JSON text (strings are skipped).
+pub fn json_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn first_line(error: &serde_json::Error) -> String {
+    truncate(&error.to_string())
+}
+
+fn truncate(text: &str) -> String {
+    const MAX: usize = 80;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        format!("{}…", text.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DIMS: usize = 3;
+
+    fn try_parse(body: Value) -> Result<WriteOp, Rejection> {
+        parse(
+            Some(&body.to_string()),
+            DIMS,
+            &Limits::default(),
+            Utc::now(),
+        )
+    }
+
+    fn reason(body: Value) -> Reason {
+        try_parse(body).unwrap_err().reason
+    }
+
+    fn good() -> Value {
+        json!({"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "embedding": [0.1, 0.2, 0.3]})
+    }
+
+    fn with(key: &str, value: Value) -> Value {
+        let mut body = good();
+        body[key] = value;
+        body
+    }
+
+    #[test]
+    fn a_minimal_message_is_an_upsert_in_the_default_namespace() {
+        let WriteOp::Upsert(u) = try_parse(good()).unwrap() else {
+            panic!("expected an upsert")
+        };
+        assert_eq!(u.namespace.as_str(), "default");
+        assert_eq!(u.version, 0);
+        assert_eq!(u.embedding.as_slice(), &[0.1, 0.2, 0.3]);
+    }
+
+    #[test]
+    fn a_delete_needs_no_embedding() {
+        let body = json!({"op": "delete", "id": "0f8fad5b-d9cb-469f-a165-70867728950e", "namespace": "acme", "version": 4});
+        assert!(matches!(
+            try_parse(body).unwrap(),
+            WriteOp::Delete { version: 4, .. }
+        ));
+    }
+
+    #[test]
+    fn each_contract_violation_has_its_reason() {
+        assert_eq!(
+            parse(None, DIMS, &Limits::default(), Utc::now())
+                .unwrap_err()
+                .reason,
+            Reason::MissingBody
+        );
+        assert_eq!(
+            parse(Some("{not json"), DIMS, &Limits::default(), Utc::now())
+                .unwrap_err()
+                .reason,
+            Reason::InvalidJson
+        );
+        assert_eq!(
+            reason(json!({"embedding": [0.1, 0.2, 0.3]})),
+            Reason::MissingId
+        );
+        assert_eq!(reason(with("id", json!("not-a-uuid"))), Reason::InvalidId);
+        assert_eq!(reason(with("id", json!(42))), Reason::InvalidId);
+        assert_eq!(
+            reason(with("namespace", json!("Bad Space"))),
+            Reason::InvalidNamespace
+        );
+        assert_eq!(
+            reason(with("embedding", json!([0.1, 0.2]))),
+            Reason::WrongDimensions
+        );
+        assert_eq!(
+            reason(with("embedding", json!([0.1, "x", 0.3]))),
+            Reason::InvalidEmbedding
+        );
+        assert_eq!(
+            reason(with("embedding", json!(null))),
+            Reason::MissingEmbedding
+        );
+        assert_eq!(
+            reason(with("embedding", json!([0.1, 1e39, 0.3]))),
+            Reason::NonFiniteValue
+        );
+        assert_eq!(
+            reason(with("metadata", json!([1, 2]))),
+            Reason::InvalidMetadata
+        );
+        assert_eq!(
+            reason(with("metadata", json!("text"))),
+            Reason::InvalidMetadata
+        );
+        assert_eq!(
+            reason(with(
+                "metadata",
+                json!({"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": 1}}}}}}}}})
+            )),
+            Reason::MetadataTooDeep
+        );
+        assert_eq!(
+            reason(with("metadata", json!({"big": "x".repeat(20_000)}))),
+            Reason::MetadataTooLarge
+        );
+        assert_eq!(
+            reason(with("content", json!("x".repeat(70_000)))),
+            Reason::ContentTooLarge
+        );
+        assert_eq!(reason(with("op", json!("merge"))), Reason::UnknownOp);
+        assert_eq!(reason(with("version", json!(-1))), Reason::InvalidVersion);
+        assert_eq!(reason(with("version", json!(1.5))), Reason::InvalidVersion);
+        assert_eq!(
+            reason(with("created_at", json!("yesterday"))),
+            Reason::InvalidCreatedAt
+        );
+        assert_eq!(reason(with("metdata", json!({}))), Reason::UnknownField);
+    }
+
+    #[test]
+    fn nan_literals_are_not_json() {
+        let body = r#"{"id":"0f8fad5b-d9cb-469f-a165-70867728950e","embedding":[NaN,0,0]}"#;
+        assert_eq!(
+            parse(Some(body), DIMS, &Limits::default(), Utc::now())
+                .unwrap_err()
+                .reason,
+            Reason::InvalidJson
+        );
+    }
+
+    #[test]
+    fn depth_counts_structure_not_brackets_in_strings() {
+        assert_eq!(json_depth(r#"{"a": "[[[{{{"}"#), 1);
+        assert_eq!(json_depth(r#"{"a": [{"b": []}]}"#), 4);
+        assert_eq!(json_depth(r#""\"[""#), 0);
+    }
+
+    #[test]
+    fn reason_codes_are_unique() {
+        let mut codes: Vec<&str> = Reason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), Reason::ALL.len());
+    }
+}

@@ -1,0 +1,18 @@
+//! Runtime glue: build the shared state once, then hand each scheduled event to the handler.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use purge::{handler, Purge, Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = storage::Config::from_env()?;
+    let settings = Settings::default();
+    tracing::info!(?config, ?settings, "purge cold start");
+    let state = Purge::new(&config, settings)?;
+    let state = &state;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move { handler(state, event).await },
+    ))
+    .await
+}

@@ -1,0 +1,88 @@
+//! API errors: `{"error": {"code": "...", "message": "..."}}` with a stable code.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Response};
+use serde_json::json;
+use storage::StorageError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "namespace_forbidden",
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str) -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: format!("{method} is not allowed on {path}"),
+        }
+    }
+
+    pub fn too_large(size: usize, limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+            message: format!("the body is {size} bytes, the limit is {limit} (MAX_BODY_BYTES)"),
+        }
+    }
+
+    /// A database failure: transient ones are 503 with `Retry-After`, the rest 500
+    /// (a server fault, never something the client sent).
+    pub fn from_storage(error: &StorageError) -> Self {
+        if error.is_transient() {
+            tracing::warn!(%error, sqlstate = ?error.sqlstate(), "database unavailable");
+            Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "database_unavailable",
+                message: "the database is unavailable; retry shortly".into(),
+            }
+        } else {
+            tracing::error!(%error, sqlstate = ?error.sqlstate(), "database error");
+            Self {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                message: "internal error; see the function's logs".into(),
+            }
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut builder = Response::builder()
+            .status(self.status)
+            .header("content-type", "application/json");
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            builder = builder.header("retry-after", "1");
+        }
+        builder
+            .body(Body::Text(body.to_string()))
+            .expect("a static status and headers always build")
+    }
+}

@@ -1,0 +1,357 @@
+//! The filter language (JSON) parsed into storage's typed [`Filter`], within limits.
+//!
+//! A field maps to a literal (equality) or to an operator object
+//! (`$eq $ne $gt $gte $lt $lte $in $nin $exists`); `$and`, `$or` (arrays of filters)
+//! and `$not` (a filter) combine. Several entries in one object are ANDed.
+
+use serde_json::{Map, Value};
+use storage::{Comparison, Filter, Scalar};
+
+use crate::error::ApiError;
+
+/// Bounds on a filter's complexity.
+#[derive(Clone, Copy, Debug)]
+pub struct FilterLimits {
+    /// `MAX_FILTER_DEPTH` (default 6): nesting of `$and`/`$or`/`$not`.
+    pub max_depth: usize,
+    /// `MAX_FILTER_CONDITIONS` (default 64): field conditions in the whole filter.
+    pub max_conditions: usize,
+    /// `MAX_FILTER_IN_VALUES` (default 1024): values in one `$in`/`$nin`.
+    pub max_in_values: usize,
+    /// `MAX_FILTER_KEY_BYTES` (default 256): length of one metadata key.
+    pub max_key_bytes: usize,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 6,
+            max_conditions: 64,
+            max_in_values: 1024,
+            max_key_bytes: 256,
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid_filter", message)
+}
+
+/// Parses a filter object; `{}` is no filter.
+pub fn parse_filter(value: &Value, limits: &FilterLimits) -> Result<Option<Filter>, ApiError> {
+    let mut parser = Parser {
+        limits,
+        conditions: 0,
+    };
+    let filter = parser.object(value, 1)?;
+    Ok(match filter {
+        Filter::And(parts) if parts.is_empty() => None,
+        other => Some(other),
+    })
+}
+
+struct Parser<'l> {
+    limits: &'l FilterLimits,
+    conditions: usize,
+}
+
+impl Parser<'_> {
+    fn object(&mut self, value: &Value, depth: usize) -> Result<Filter, ApiError> {
+        if depth > self.limits.max_depth {
+            return Err(invalid(format!(
+                "the filter nests deeper than {} levels (MAX_FILTER_DEPTH)",
+                self.limits.max_depth
+            )));
+        }
+        let Value::Object(map) = value else {
+            return Err(invalid(format!(
+                "a filter must be a JSON object, got {}",
+                kind(value)
+            )));
+        };
+        let mut parts = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            parts.push(match key.as_str() {
+                "$and" => Filter::And(self.list(key, value, depth)?),
+                "$or" => Filter::Or(self.list(key, value, depth)?),
+                "$not" => Filter::Not(Box::new(self.object(value, depth + 1)?)),
+                op if op.starts_with('$') => {
+                    return Err(invalid(format!(
+                        "unknown combinator {op:?}: use $and, $or or $not at this level, or an operator inside a field"
+                    )))
+                }
+                field => self.field(field, value)?,
+            });
+        }
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Filter::And(parts)
+        })
+    }
+
+    fn list(&mut self, key: &str, value: &Value, depth: usize) -> Result<Vec<Filter>, ApiError> {
+        let Value::Array(items) = value else {
+            return Err(invalid(format!(
+                "{key} takes an array of filters, got {}",
+                kind(value)
+            )));
+        };
+        if items.is_empty() {
+            return Err(invalid(format!("{key} needs at least one filter")));
+        }
+        items
+            .iter()
+            .map(|item| self.object(item, depth + 1))
+            .collect()
+    }
+
+    fn field(&mut self, key: &str, value: &Value) -> Result<Filter, ApiError> {
+        if key.len() > self.limits.max_key_bytes {
+            return Err(invalid(format!(
+                "a metadata key is {} bytes, the limit is {} (MAX_FILTER_KEY_BYTES)",
+                key.len(),
+                self.limits.max_key_bytes
+            )));
+        }
+        if key.contains('\0') {
+            return Err(invalid("metadata keys cannot contain NUL characters"));
+        }
+        let operators = match value {
+            Value::Object(map) if map.keys().next().is_some_and(|k| k.starts_with('$')) => map,
+            literal => return self.condition(key, Comparison::Eq(self.literal(literal)?)),
+        };
+        let mut parts = Vec::with_capacity(operators.len());
+        for (op, operand) in operators {
+            parts.push(self.condition(key, self.comparison(key, op, operand)?)?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Filter::And(parts)
+        })
+    }
+
+    fn condition(&mut self, key: &str, op: Comparison) -> Result<Filter, ApiError> {
+        self.conditions += 1;
+        if self.conditions > self.limits.max_conditions {
+            return Err(invalid(format!(
+                "the filter has more than {} conditions (MAX_FILTER_CONDITIONS)",
+                self.limits.max_conditions
+            )));
+        }
+        Ok(Filter::Field {
+            key: key.to_owned(),
+            op,
+        })
+    }
+
+    fn comparison(&self, key: &str, op: &str, operand: &Value) -> Result<Comparison, ApiError> {
+        Ok(match op {
+            "$eq" => Comparison::Eq(self.literal(operand)?),
+            "$ne" => Comparison::Ne(self.literal(operand)?),
+            "$gt" => Comparison::Gt(scalar(key, op, operand)?),
+            "$gte" => Comparison::Gte(scalar(key, op, operand)?),
+            "$lt" => Comparison::Lt(scalar(key, op, operand)?),
+            "$lte" => Comparison::Lte(scalar(key, op, operand)?),
+            "$in" => Comparison::In(self.values(key, op, operand)?),
+            "$nin" => Comparison::Nin(self.values(key, op, operand)?),
+            "$exists" => match operand {
+                Value::Bool(b) => Comparison::Exists(*b),
+                other => return Err(invalid(format!("{key}: $exists takes true or false, got {}", kind(other)))),
+            },
+            unknown => {
+                return Err(invalid(format!(
+                    "{key}: unknown operator {unknown:?}; use $eq $ne $gt $gte $lt $lte $in $nin $exists"
+                )))
+            }
+        })
+    }
+
+    fn values(&self, key: &str, op: &str, operand: &Value) -> Result<Vec<Value>, ApiError> {
+        let Value::Array(items) = operand else {
+            return Err(invalid(format!(
+                "{key}: {op} takes an array, got {}",
+                kind(operand)
+            )));
+        };
+        if items.len() > self.limits.max_in_values {
+            return Err(invalid(format!(
+                "{key}: {op} has {} values, the limit is {} (MAX_FILTER_IN_VALUES)",
+                items.len(),
+                self.limits.max_in_values
+            )));
+        }
+        items.iter().map(|item| self.literal(item)).collect()
+    }
+
+    /// A literal compared for equality: any JSON value without NUL characters.
+    fn literal(&self, value: &Value) -> Result<Value, ApiError> {
+        if contains_nul(value) {
+            return Err(invalid("filter values cannot contain NUL characters"));
+        }
+        if let Value::Object(map) = value {
+            if map.keys().any(|k| k.starts_with('$')) {
+                return Err(invalid(
+                    "operators cannot be mixed with literal keys in one object",
+                ));
+            }
+        }
+        Ok(value.clone())
+    }
+}
+
+fn scalar(key: &str, op: &str, operand: &Value) -> Result<Scalar, ApiError> {
+    match operand {
+        Value::Number(n) => Ok(Scalar::Number(n.clone())),
+        Value::String(s) if !s.contains('\0') => Ok(Scalar::String(s.clone())),
+        other => Err(invalid(format!(
+            "{key}: {op} takes a number or a string, got {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Evaluates a filter over one row's metadata in Rust, with the semantics the SQL
+/// compiler implements; the integration tests compare the two.
+pub fn matches(filter: &Filter, metadata: &Map<String, Value>) -> bool {
+    match filter {
+        Filter::And(parts) => parts.iter().all(|p| matches(p, metadata)),
+        Filter::Or(parts) => parts.iter().any(|p| matches(p, metadata)),
+        Filter::Not(inner) => !matches(inner, metadata),
+        Filter::Field { key, op } => {
+            let field = metadata.get(key);
+            match op {
+                Comparison::Eq(v) => field.is_some_and(|f| json_eq(f, v)),
+                Comparison::Ne(v) => !field.is_some_and(|f| json_eq(f, v)),
+                Comparison::Gt(s) => order(field, s).is_some_and(|o| o.is_gt()),
+                Comparison::Gte(s) => order(field, s).is_some_and(|o| o.is_ge()),
+                Comparison::Lt(s) => order(field, s).is_some_and(|o| o.is_lt()),
+                Comparison::Lte(s) => order(field, s).is_some_and(|o| o.is_le()),
+                Comparison::In(vs) => field.is_some_and(|f| vs.iter().any(|v| json_eq(f, v))),
+                Comparison::Nin(vs) => !field.is_some_and(|f| vs.iter().any(|v| json_eq(f, v))),
+                Comparison::Exists(b) => field.is_some() == *b,
+            }
+        }
+    }
+}
+
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn order(field: Option<&Value>, operand: &Scalar) -> Option<std::cmp::Ordering> {
+    match (field?, operand) {
+        (Value::Number(f), Scalar::Number(n)) => f.as_f64()?.partial_cmp(&n.as_f64()?),
+        (Value::String(f), Scalar::String(s)) => Some(f.as_bytes().cmp(s.as_bytes())),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: Value) -> Result<Option<Filter>, ApiError> {
+        parse_filter(&value, &FilterLimits::default())
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let filter = parse(json!({"lang": "en", "year": {"$gte": 2024},
+            "$or": [{"source": "faq"}, {"source": {"$in": ["kb", "docs"]}}]}))
+        .unwrap()
+        .unwrap();
+        let row = |v: Value| v.as_object().unwrap().clone();
+        assert!(matches(
+            &filter,
+            &row(json!({"lang": "en", "year": 2025, "source": "kb"}))
+        ));
+        assert!(!matches(
+            &filter,
+            &row(json!({"lang": "en", "year": 2023, "source": "kb"}))
+        ));
+        assert!(!matches(
+            &filter,
+            &row(json!({"lang": "en", "year": 2025, "source": "blog"}))
+        ));
+    }
+
+    #[test]
+    fn empty_filter_is_no_filter() {
+        assert_eq!(parse(json!({})).unwrap(), None);
+    }
+
+    #[test]
+    fn mistakes_are_400_with_a_reason() {
+        for (bad, says) in [
+            (json!({"a": {"$regex": "x"}}), "unknown operator"),
+            (json!({"$nor": []}), "unknown combinator"),
+            (json!({"a": {"$gt": true}}), "number or a string"),
+            (json!({"a": {"$in": "x"}}), "takes an array"),
+            (json!({"$or": {}}), "array of filters"),
+            (json!({"$and": []}), "at least one"),
+            (json!({"a": {"$exists": 1}}), "true or false"),
+            (json!([1]), "JSON object"),
+            (json!({"a": "x\u{0}"}), "NUL"),
+        ] {
+            let err = parse(bad.clone()).unwrap_err();
+            assert_eq!(err.code, "invalid_filter");
+            assert!(err.message.contains(says), "{bad}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn complexity_is_bounded() {
+        let mut deep = json!({"a": 1});
+        for _ in 0..10 {
+            deep = json!({"$not": deep});
+        }
+        assert!(parse(deep)
+            .unwrap_err()
+            .message
+            .contains("MAX_FILTER_DEPTH"));
+        let wide: Map<String, Value> = (0..100).map(|i| (format!("k{i}"), json!(i))).collect();
+        assert!(parse(Value::Object(wide))
+            .unwrap_err()
+            .message
+            .contains("MAX_FILTER_CONDITIONS"));
+        let many: Vec<Value> = (0..10_000).map(|i| json!(i)).collect();
+        assert!(parse(json!({"a": {"$in": many}}))
+            .unwrap_err()
+            .message
+            .contains("MAX_FILTER_IN_VALUES"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The search function: `POST /search`, `GET /items/{id}`, `GET /health` behind API
+//! Gateway (HTTP API v2, REST API v1) or a Function URL.
+//!
+//! Client mistakes are 400/403/404/413 with a stable code; a database that is down is
+//! 503 with `Retry-After`, bounded by the pool's acquire timeout.
+
+pub mod error;
+pub mod filter;
+pub mod request;
+
+use std::time::Instant;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{json, Value};
+use storage::{Config, Database, StorageError};
+use telemetry::{Metrics, Unit};
+use uuid::Uuid;
+
+pub use error::ApiError;
+pub use request::Limits;
+
+/// Everything an invocation needs, built once per execution environment.
+#[derive(Debug)]
+pub struct Search {
+    pub db: Database,
+    pub limits: Limits,
+    /// The authorizer claim or context key naming the caller's namespace
+    /// (`NAMESPACE_CLAIM`, default `namespace`).
+    pub namespace_claim: String,
+}
+
+impl Search {
+    pub fn new(
+        config: &Config,
+        limits: Limits,
+        namespace_claim: impl Into<String>,
+    ) -> Result<Self, StorageError> {
+        Ok(Self {
+            db: Database::connect_lazy(config)?,
+            limits,
+            namespace_claim: namespace_claim.into(),
+        })
+    }
+}
+
+/// The Lambda handler. Never returns `Err`: every outcome is an HTTP response.
+pub async fn handler(
+    state: &Search,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let started = Instant::now();
+    let route = Route::of(&request);
+    let response = match respond(state, &request, route).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::info!(code = error.code, status = error.status.as_u16(), message = %error.message, "request refused");
+            error.into_response()
+        }
+    };
+    let mut metrics = Metrics::new("pgvector-lambda-kit", "search");
+    metrics
+        .put(
+            "Latency",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1e3,
+        )
+        .count(format!("Status{}", response.status().as_u16()), 1);
+    metrics.flush();
+    Ok(response)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Search,
+    Item(&'a str),
+    Health,
+    Unknown,
+}
+
+impl<'a> Route<'a> {
+    /// Matches on the path's last segments, so a REST API stage prefix (`/prod/search`)
+    /// or a custom base path does not matter.
+    fn of(request: &'a Request) -> Self {
+        let path = request.uri().path().trim_end_matches('/');
+        let mut segments = path.rsplit('/');
+        match (segments.next(), segments.next()) {
+            (Some("search"), _) => Route::Search,
+            (Some("health"), _) => Route::Health,
+            (Some(id), Some("items")) if !id.is_empty() => Route::Item(id),
+            _ => Route::Unknown,
+        }
+    }
+}
+
+async fn respond(
+    state: &Search,
+    request: &Request,
+    route: Route<'_>,
+) -> Result<Response<Body>, ApiError> {
+    let method = request.method();
+    match (route, method) {
+        (Route::Search, &Method::POST) => search(state, request).await,
+        (Route::Item(id), &Method::GET) => item(state, request, id).await,
+        (Route::Health, &Method::GET) => health(state).await,
+        (Route::Unknown, _) => Err(ApiError::not_found(
+            "route_not_found",
+            format!(
+                "no route for {} {}; the API has POST /search, GET /items/{{id}}, GET /health",
+                method,
+                request.uri().path()
+            ),
+        )),
+        (_, other) => Err(ApiError::method_not_allowed(
+            other.as_str(),
+            request.uri().path(),
+        )),
+    }
+}
+
+async fn search(state: &Search, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body = body_bytes(request.body());
+    if body.len() > state.limits.max_body_bytes {
+        return Err(ApiError::too_large(body.len(), state.limits.max_body_bytes));
+    }
+    let dimensions = state
+        .db
+        .dimensions()
+        .await
+        .map_err(|e| ApiError::from_storage(&e))?;
+    let authorized = authorized_namespace(request, &state.namespace_claim);
+    let query = request::parse_search(body, dimensions, &state.limits, authorized.as_deref())?;
+    let started = Instant::now();
+    let hits = state
+        .db
+        .search_nearest(&query)
+        .await
+        .map_err(|e| ApiError::from_storage(&e))?;
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "results": hits,
+            "namespace": query.namespace,
+            "k": query.k,
+            "took_ms": (took_ms * 100.0).round() / 100.0,
+        }),
+    ))
+}
+
+async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let id = Uuid::parse_str(raw_id).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("item ids are UUIDs, got {:?}", truncate(raw_id)),
+        )
+    })?;
+    let params = request.query_string_parameters();
+    let authorized = authorized_namespace(request, &state.namespace_claim);
+    let namespace = request::resolve_namespace(params.first("namespace"), authorized.as_deref())?;
+    let include_vector = match params.first("include_vector") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_include",
+                format!("include_vector is true or false, got {:?}", truncate(other)),
+            ))
+        }
+    };
+    match state.db.get_item(&namespace, id, include_vector).await {
+        Ok(Some(item)) => Ok(json_response(StatusCode::OK, &json!(item))),
+        Ok(None) => Err(ApiError::not_found(
+            "item_not_found",
+            format!("no item {id} in namespace {namespace:?}"),
+        )),
+        Err(e) => Err(ApiError::from_storage(&e)),
+    }
+}
+
+async fn health(state: &Search) -> Result<Response<Body>, ApiError> {
+    match state.db.health().await {
+        Ok(()) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        Err(e) => {
+            let mut error = ApiError::from_storage(&e);
+            // Health is about availability: any database failure is 503.
+            error.status = StatusCode::SERVICE_UNAVAILABLE;
+            error.code = "database_unavailable";
+            Err(error)
+        }
+    }
+}
+
+/// The caller's namespace from a JWT claim (HTTP API) or Lambda authorizer context
+/// (HTTP or REST API; Cognito claims under `claims` on REST).
+pub fn authorized_namespace(request: &Request, claim: &str) -> Option<String> {
+    let authorizer = match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref()?,
+        RequestContext::ApiGatewayV1(ctx) => &ctx.authorizer,
+        #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    if let Some(value) = authorizer
+        .jwt
+        .as_ref()
+        .and_then(|jwt| jwt.claims.get(claim))
+    {
+        return Some(value.clone());
+    }
+    let field = authorizer
+        .fields
+        .get(claim)
+        .or_else(|| authorizer.fields.get("claims").and_then(|c| c.get(claim)))?;
+    match field {
+        Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn body_bytes(body: &Body) -> &[u8] {
+    match body {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::Text(value.to_string()))
+        .expect("a static status and headers always build")
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(80).collect()
+}

@@ -1,0 +1,13 @@
+//! The deployment model: `kit.toml`, its invariants, and what is rendered from it.
+//!
+//! - [`model`]: the typed `kit.toml`;
+//! - [`budget`]: the invariants `kit check` enforces (connection budget, queue and timeout rules);
+//! - [`render`]: `infra/template.yaml` and `pgbouncer/pgbouncer.ini`, and the drift check;
+//! - [`plan`]: sizes derived from a target load (`kit plan`);
+//! - [`cli`]: the `kit check|render|plan|build` commands.
+
+pub mod budget;
+pub mod cli;
+pub mod model;
+pub mod plan;
+pub mod render;

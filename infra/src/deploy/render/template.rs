@@ -1,0 +1,308 @@
+//! `infra/template.yaml`: the AWS SAM template, filled from `template.yaml.in`.
+//!
+//! The skeleton is plain YAML with `{{name}}` placeholders so it reads like the
+//! output; blocks that repeat per function (secrets, alarms) are built here.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{fill, yaml_single, yaml_str, RenderError, GENERATED_MARKER};
+use crate::deploy::model::{FunctionName, KitConfig};
+
+const SKELETON: &str = include_str!("template.yaml.in");
+
+/// Placeholder name → rendered text.
+#[derive(Default)]
+struct Values(BTreeMap<String, String>);
+
+impl Values {
+    fn insert(&mut self, name: impl Into<String>, value: String) {
+        let name = name.into();
+        assert!(
+            self.0.insert(name.clone(), value).is_none(),
+            "placeholder {name} set twice"
+        );
+    }
+}
+
+/// The rendered `infra/template.yaml`.
+pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
+    let mut v = Values::default();
+    v.insert("marker", GENERATED_MARKER.to_owned());
+    v.insert("database_name", yaml_str(&config.database.name));
+    v.insert(
+        "log_retention_days",
+        config.aws.log_retention_days.to_string(),
+    );
+
+    for (name, f) in config.functions() {
+        let key = |suffix: &str| format!("{name}_{suffix}");
+        v.insert(key("memory_mb"), f.memory_mb.to_string());
+        v.insert(key("timeout_s"), f.timeout_s.to_string());
+        v.insert(
+            key("reserved_concurrency"),
+            f.reserved_concurrency.to_string(),
+        );
+        v.insert(
+            key("connections"),
+            f.connections_per_environment.to_string(),
+        );
+        v.insert(key("acquire_timeout_ms"), f.acquire_timeout_ms.to_string());
+        v.insert(
+            key("statement_timeout_ms"),
+            f.statement_timeout_ms.to_string(),
+        );
+        v.insert(key("log_level"), yaml_str(&f.log_level));
+        let provisioned = if f.provisioned_concurrency > 0 {
+            format!(
+                "      ProvisionedConcurrencyConfig:\n        ProvisionedConcurrentExecutions: {}\n",
+                f.provisioned_concurrency
+            )
+        } else {
+            String::new()
+        };
+        v.insert(key("provisioned"), provisioned);
+    }
+
+    let q = &config.queue;
+    v.insert("queue_batch_size", q.batch_size.to_string());
+    v.insert(
+        "queue_batching_window",
+        if q.batching_window_s > 0 {
+            format!(
+                "            MaximumBatchingWindowInSeconds: {}\n",
+                q.batching_window_s
+            )
+        } else {
+            String::new()
+        },
+    );
+    v.insert(
+        "queue_maximum_concurrency",
+        q.maximum_concurrency.to_string(),
+    );
+    v.insert("queue_max_receive_count", q.max_receive_count.to_string());
+    v.insert(
+        "queue_visibility_timeout_s",
+        q.visibility_timeout_s.to_string(),
+    );
+    v.insert(
+        "queue_message_retention_s",
+        q.message_retention_s.to_string(),
+    );
+    v.insert(
+        "queue_dlq_message_retention_s",
+        q.dlq_message_retention_s.to_string(),
+    );
+    v.insert(
+        "queue_fifo",
+        if q.fifo {
+            "      FifoQueue: true\n".to_owned()
+        } else {
+            String::new()
+        },
+    );
+
+    v.insert(
+        "api_throttling_rate_limit",
+        config.api.throttling_rate_limit.to_string(),
+    );
+    v.insert(
+        "api_throttling_burst_limit",
+        config.api.throttling_burst_limit.to_string(),
+    );
+    v.insert("api_p99_alarm_ms", config.api.p99_alarm_ms.to_string());
+    v.insert("schedule_expression", yaml_str(&config.schedule.expression));
+    v.insert(
+        "schedule_retention_days",
+        config.schedule.retention_days.to_string(),
+    );
+
+    let p = &config.pgbouncer;
+    v.insert("pgbouncer_port", p.port.to_string());
+    v.insert("pgbouncer_instances", p.instances.to_string());
+    v.insert("pgbouncer_task_cpu", p.task_cpu.to_string());
+    v.insert("pgbouncer_task_memory_mb", p.task_memory_mb.to_string());
+    v.insert(
+        "pgbouncer_min_healthy_percent",
+        min_healthy_percent(p.instances).to_string(),
+    );
+    v.insert("pgbouncer_nofile", file_descriptors(config).to_string());
+    let users: Vec<&str> = config
+        .functions()
+        .iter()
+        .map(|(_, f)| f.db_role.as_str())
+        .collect();
+    v.insert("pgbouncer_users", yaml_str(&users.join(" ")));
+
+    v.insert("secrets", secrets(config));
+    v.insert("secret_refs", secret_refs());
+    v.insert("pgbouncer_secrets", pgbouncer_secrets(config));
+    v.insert("secret_outputs", secret_outputs());
+    v.insert("function_alarms", function_alarms());
+
+    fill(SKELETON, &v.0)
+}
+
+/// ECS replaces tasks one at a time without ever running more than `instances`.
+fn min_healthy_percent(instances: u32) -> u32 {
+    if instances <= 1 {
+        0
+    } else {
+        100 - 100u32.div_ceil(instances)
+    }
+}
+
+/// Every client and server connection is a file descriptor, plus some for PgBouncer itself.
+fn file_descriptors(config: &KitConfig) -> u64 {
+    let p = &config.pgbouncer;
+    let servers = u64::from(config.pools()) * u64::from(p.default_pool_size + p.reserve_pool_size);
+    (u64::from(p.max_client_conn) + servers + 64).max(4096)
+}
+
+fn secret_id(name: FunctionName) -> String {
+    format!("{}DatabaseSecret", name.logical_id())
+}
+
+fn secrets(config: &KitConfig) -> String {
+    let mut out = String::new();
+    for (name, f) in config.functions() {
+        let body = format!(
+            r#"{{"engine":"postgres","username":"{}","host":"${{Host}}","port":{},"dbname":"${{DatabaseName}}"}}"#,
+            f.db_role, config.pgbouncer.port
+        );
+        let _ = write!(
+            out,
+            "  {id}:
+    Type: AWS::SecretsManager::Secret
+    Metadata:
+      checkov:
+        skip:
+          - id: CKV_AWS_149
+            comment: Encrypted with the AWS managed key for Secrets Manager; set KmsKeyId here if your organisation requires a customer managed key (then grant kms:Decrypt to the function and the PgBouncer execution role).
+          - id: CKV2_AWS_57
+            comment: PgBouncer reads the password at task start; rotate by updating the secret, ALTER ROLE, then redeploying the PgBouncer service (docs/deploy.md) rather than with a rotation Lambda.
+    Properties:
+      Description: Login of the {role} role, used by the {name} function through PgBouncer (host and port are the PgBouncer endpoint).
+      GenerateSecretString:
+        SecretStringTemplate:
+          Fn::Sub:
+            - {body}
+            - Host:
+                Fn::GetAtt: [PgBouncerLoadBalancer, DNSName]
+        GenerateStringKey: password
+        PasswordLength: 40
+        ExcludePunctuation: true
+
+",
+            id = secret_id(name),
+            role = f.db_role,
+            body = yaml_single(&body),
+        );
+    }
+    out
+}
+
+fn secret_refs() -> String {
+    FunctionName::ALL
+        .iter()
+        .map(|name| format!("                  - Ref: {}\n", secret_id(*name)))
+        .collect()
+}
+
+fn pgbouncer_secrets(config: &KitConfig) -> String {
+    let mut out = String::new();
+    for (name, f) in config.functions() {
+        let _ = write!(
+            out,
+            "            - Name: {env}
+              ValueFrom:
+                Fn::Sub: {value}
+",
+            env = password_env(&f.db_role),
+            value = yaml_str(&format!("${{{}}}:password::", secret_id(name))),
+        );
+    }
+    out
+}
+
+/// The environment variable the entrypoint reads a role's password from.
+pub fn password_env(role: &str) -> String {
+    format!("PGBOUNCER_PASSWORD_{}", role.to_ascii_uppercase())
+}
+
+fn secret_outputs() -> String {
+    let mut out = String::new();
+    for name in FunctionName::ALL {
+        let _ = write!(
+            out,
+            "  {id}Arn:
+    Description: The {name} function's database login (set the role's password from it).
+    Value:
+      Ref: {id}
+",
+            id = secret_id(name),
+        );
+    }
+    out
+}
+
+fn function_alarms() -> String {
+    let mut out = String::new();
+    for name in FunctionName::ALL {
+        for (metric, what) in [
+            (
+                "Errors",
+                "failed invocations (the handler returned an error or crashed)",
+            ),
+            (
+                "Throttles",
+                "throttled invocations (reserved concurrency exhausted)",
+            ),
+        ] {
+            let _ = write!(
+                out,
+                "  {id}{metric}Alarm:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: {name} had {what}.
+      Namespace: AWS/Lambda
+      MetricName: {metric}
+      Dimensions:
+        - Name: FunctionName
+          Value:
+            Ref: {id}Function
+      Statistic: Sum
+      Period: 300
+      EvaluationPeriods: 1
+      Threshold: 0
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: notBreaching
+      AlarmActions:
+        - Ref: AlarmTopic
+
+",
+                id = name.logical_id(),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploys_replace_one_task_at_a_time() {
+        assert_eq!(min_healthy_percent(1), 0);
+        assert_eq!(min_healthy_percent(2), 50);
+        assert_eq!(min_healthy_percent(3), 66);
+        assert_eq!(min_healthy_percent(10), 90);
+    }
+
+    #[test]
+    fn password_env_names_the_role() {
+        assert_eq!(password_env("kit_search"), "PGBOUNCER_PASSWORD_KIT_SEARCH");
+    }
+}

@@ -1,0 +1,50 @@
+//! `kit`: the one command-line entry point of pgvector-lambda-kit.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kit::deploy::cli as deploy;
+
+mod migrate;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kit",
+    version,
+    about = "pgvector-lambda-kit: migrations, deployment model, benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply, revert or list the schema migrations (embedded in this binary).
+    Migrate(migrate::MigrateArgs),
+    /// Validate kit.toml's invariants and that the rendered files are up to date.
+    Check(deploy::CheckArgs),
+    /// Write infra/template.yaml and pgbouncer/pgbouncer.ini from kit.toml.
+    Render(deploy::RenderArgs),
+    /// Derive concurrency and pool sizes from a target load.
+    Plan(deploy::PlanArgs),
+    /// Build the deployable Lambda artifacts.
+    Build(deploy::BuildArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
+        Command::Check(args) => deploy::check(args),
+        Command::Render(args) => deploy::render(args),
+        Command::Plan(args) => deploy::plan(args),
+        Command::Build(args) => deploy::build(args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,175 @@
+//! The `kit check|render|plan|build` commands as a user runs them: exit codes and output.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::{assert_mentions, repo_root};
+
+/// A scratch repository holding a copy of the committed kit.toml, rendered.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("kit-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(repo_root().join("kit.toml"), dir.join("kit.toml")).unwrap();
+        let scratch = Scratch(dir);
+        let out = scratch.kit(&["render"]);
+        assert!(out.status.success(), "{}", text(&out));
+        scratch
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn kit(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_kit"))
+            .args(args)
+            .current_dir(&self.0)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("kit runs")
+    }
+
+    fn edit_config(&self, from: &str, to: &str) {
+        let path = self.0.join("kit.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} not in kit.toml");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn check_passes_on_a_fresh_render() {
+    let s = Scratch::new("ok");
+    let out = s.kit(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_mentions(
+        &text(&out),
+        &[
+            "client connections: 221 of 2000",
+            "server connections: 300 of 370",
+            "ok:",
+        ],
+    );
+}
+
+#[test]
+fn check_fails_with_the_numbers_and_the_fix() {
+    let s = Scratch::new("violation");
+    s.edit_config("maximum_concurrency = 10", "maximum_concurrency = 30");
+    let out = s.kit(&["check"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_mentions(
+        &text(&out),
+        &[
+            "✗ [sqs-concurrency] the SQS event source may run 30 ingest batches at once",
+            "fix: lower queue.maximum_concurrency to 20, or raise functions.ingest.reserved_concurrency to 30",
+            // The template still says 10: drift is reported too, naming the file.
+            "✗ [drift] infra/template.yaml differs from kit.toml",
+            "1 invariant violation(s), 1 stale rendered file(s)",
+        ],
+    );
+}
+
+#[test]
+fn check_names_a_hand_edited_rendered_file() {
+    let s = Scratch::new("drift");
+    let ini = s.path().join("pgbouncer/pgbouncer.ini");
+    let text_before = std::fs::read_to_string(&ini).unwrap();
+    std::fs::write(
+        &ini,
+        text_before.replace("default_pool_size = 40", "default_pool_size = 400"),
+    )
+    .unwrap();
+    let out = s.kit(&["check"]);
+    assert!(!out.status.success());
+    assert_mentions(
+        &text(&out),
+        &[
+            "✗ [drift] pgbouncer/pgbouncer.ini differs from kit.toml",
+            "run `kit render`",
+        ],
+    );
+    assert!(s.kit(&["render"]).status.success());
+    assert!(s.kit(&["check"]).status.success());
+}
+
+#[test]
+fn render_refuses_a_broken_config_unless_told() {
+    let s = Scratch::new("render");
+    s.edit_config("visibility_timeout_s = 240", "visibility_timeout_s = 60");
+    let out = s.kit(&["render"]);
+    assert!(!out.status.success());
+    assert_mentions(&text(&out), &["[visibility-timeout]", "--allow-violations"]);
+    let out = s.kit(&["render", "--allow-violations"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let template = std::fs::read_to_string(s.path().join("infra/template.yaml")).unwrap();
+    assert!(template.contains("VisibilityTimeout: 60"));
+}
+
+#[test]
+fn a_misspelt_key_is_an_error_naming_it() {
+    let s = Scratch::new("typo");
+    s.edit_config("max_receive_count = 5", "max_recieve_count = 5");
+    let out = s.kit(&["check"]);
+    assert!(!out.status.success());
+    assert_mentions(
+        &text(&out),
+        &["kit.toml is not a valid kit.toml", "max_recieve_count"],
+    );
+}
+
+#[test]
+fn plan_prints_a_checked_fragment() {
+    let s = Scratch::new("plan");
+    let out = s.kit(&[
+        "plan",
+        "--search-rps",
+        "5000",
+        "--p50-ms",
+        "15",
+        "--p99-ms",
+        "60",
+        "--search-db-ms",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_mentions(
+        &text(&out),
+        &[
+            "[functions.search]",
+            "reserved_concurrency = 450",
+            "every invariant holds",
+        ],
+    );
+}
+
+#[test]
+fn build_runs_cargo_lambda_for_the_three_functions() {
+    let s = Scratch::new("build");
+    let out = s.kit(&["build", "--dry-run"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "cargo lambda build --release --arm64 --package ingest --package search --package purge"
+    );
+}

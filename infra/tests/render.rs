@@ -1,0 +1,389 @@
+//! The rendered files: their numbers come from kit.toml, they are deterministic,
+//! and the committed copies are up to date (drift).
+
+mod support;
+
+use kit::deploy::model::KitConfig;
+use kit::deploy::render::{self, GENERATED_MARKER, PGBOUNCER_INI_PATH, TEMPLATE_PATH};
+use serde_norway::Value;
+use support::{committed_config, repo_root};
+
+fn template(config: &KitConfig) -> Value {
+    let text = render::render_template(config).expect("the template renders");
+    serde_norway::from_str(&text)
+        .unwrap_or_else(|err| panic!("rendered template is not YAML: {err}\n{text}"))
+}
+
+fn resource<'a>(template: &'a Value, id: &str) -> &'a Value {
+    let r = &template["Resources"][id];
+    assert!(!r.is_null(), "no resource {id}");
+    r
+}
+
+fn int(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an integer: {v:?}"))
+}
+
+fn ini_value<'a>(ini: &'a str, key: &str) -> &'a str {
+    ini.lines()
+        .filter_map(|line| line.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim())
+        .unwrap_or_else(|| panic!("no {key} in pgbouncer.ini:\n{ini}"))
+}
+
+#[test]
+fn committed_rendered_files_match_a_fresh_render() {
+    let drift =
+        render::drift(&committed_config(), &repo_root()).expect("rendered files are readable");
+    assert!(
+        drift.is_empty(),
+        "run `cargo run -p kit -- render` and commit the result: {}",
+        drift
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+}
+
+#[test]
+fn drift_names_the_stale_file() {
+    let dir = std::env::temp_dir().join(format!("kit-drift-{}", std::process::id()));
+    let config = committed_config();
+    render::write_all(&config, &dir).unwrap();
+    assert!(render::drift(&config, &dir).unwrap().is_empty());
+
+    let mut changed = config.clone();
+    changed.queue.max_receive_count = 7;
+    let drift = render::drift(&changed, &dir).unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0].path, TEMPLATE_PATH);
+    assert!(drift[0]
+        .to_string()
+        .starts_with("infra/template.yaml differs from kit.toml (first difference at line "));
+    assert!(drift[0]
+        .to_string()
+        .ends_with("fix: run `kit render` and commit the result"));
+
+    std::fs::remove_file(dir.join(PGBOUNCER_INI_PATH)).unwrap();
+    let drift = render::drift(&config, &dir).unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(
+        drift[0].to_string(),
+        "pgbouncer/pgbouncer.ini is missing; fix: run `kit render` and commit the result"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn rendering_is_deterministic_and_marked_generated() {
+    let config = committed_config();
+    let first = render::render_all(&config).unwrap();
+    let second = render::render_all(&config).unwrap();
+    assert_eq!(first, second);
+    for file in &first {
+        let head = file.contents.lines().next().unwrap_or_default();
+        assert!(
+            head.contains(GENERATED_MARKER),
+            "{}: first line is {head:?}",
+            file.path
+        );
+        assert!(
+            !file.contents.contains("{{"),
+            "{}: unfilled placeholder",
+            file.path
+        );
+    }
+}
+
+#[test]
+fn template_numbers_equal_kit_toml() {
+    let config = committed_config();
+    let t = template(&config);
+    for (name, f) in config.functions() {
+        let id = format!("{}Function", name.logical_id());
+        let props = &resource(&t, &id)["Properties"];
+        assert_eq!(
+            int(&props["ReservedConcurrentExecutions"]),
+            u64::from(f.reserved_concurrency),
+            "{id}"
+        );
+        assert_eq!(int(&props["MemorySize"]), u64::from(f.memory_mb), "{id}");
+        assert_eq!(int(&props["Timeout"]), u64::from(f.timeout_s), "{id}");
+        let env = &props["Environment"]["Variables"];
+        assert_eq!(
+            env["DB_MAX_CONNECTIONS"].as_str(),
+            Some(f.connections_per_environment.to_string().as_str())
+        );
+        assert_eq!(
+            env["DB_ACQUIRE_TIMEOUT_MS"].as_str(),
+            Some(f.acquire_timeout_ms.to_string().as_str())
+        );
+        assert_eq!(
+            env["DB_STATEMENT_TIMEOUT_MS"].as_str(),
+            Some(f.statement_timeout_ms.to_string().as_str())
+        );
+        assert_eq!(
+            env["DATABASE_SECRET_ARN"]["Ref"].as_str(),
+            Some(format!("{}DatabaseSecret", name.logical_id()).as_str())
+        );
+        let metadata = &resource(&t, &id)["Metadata"];
+        assert_eq!(metadata["BuildMethod"].as_str(), Some("rust-cargolambda"));
+        assert_eq!(
+            metadata["BuildProperties"]["Binary"].as_str(),
+            Some(name.as_str())
+        );
+    }
+
+    let queue_event =
+        &resource(&t, "IngestFunction")["Properties"]["Events"]["Queue"]["Properties"];
+    assert_eq!(
+        int(&queue_event["ScalingConfig"]["MaximumConcurrency"]),
+        u64::from(config.queue.maximum_concurrency)
+    );
+    assert_eq!(
+        int(&queue_event["BatchSize"]),
+        u64::from(config.queue.batch_size)
+    );
+    assert_eq!(
+        int(&queue_event["MaximumBatchingWindowInSeconds"]),
+        u64::from(config.queue.batching_window_s)
+    );
+    assert_eq!(
+        queue_event["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+
+    let queue = &resource(&t, "IngestQueue")["Properties"];
+    assert_eq!(
+        int(&queue["VisibilityTimeout"]),
+        u64::from(config.queue.visibility_timeout_s)
+    );
+    assert_eq!(
+        int(&queue["MessageRetentionPeriod"]),
+        u64::from(config.queue.message_retention_s)
+    );
+    assert_eq!(
+        int(&queue["RedrivePolicy"]["maxReceiveCount"]),
+        u64::from(config.queue.max_receive_count)
+    );
+    assert_eq!(
+        queue["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0].as_str(),
+        Some("IngestDeadLetterQueue")
+    );
+    let dlq = &resource(&t, "IngestDeadLetterQueue")["Properties"];
+    assert_eq!(
+        int(&dlq["MessageRetentionPeriod"]),
+        u64::from(config.queue.dlq_message_retention_s)
+    );
+
+    let purge = &resource(&t, "PurgeFunction")["Properties"];
+    assert_eq!(
+        purge["Events"]["Nightly"]["Properties"]["Schedule"].as_str(),
+        Some(config.schedule.expression.as_str())
+    );
+    assert_eq!(
+        purge["Environment"]["Variables"]["RETENTION_DAYS"].as_str(),
+        Some(config.schedule.retention_days.to_string().as_str())
+    );
+
+    let service = &resource(&t, "PgBouncerService")["Properties"];
+    assert_eq!(
+        int(&service["DesiredCount"]),
+        u64::from(config.pgbouncer.instances)
+    );
+    assert_eq!(
+        int(&service["DeploymentConfiguration"]["MaximumPercent"]),
+        100,
+        "never more tasks than budgeted"
+    );
+
+    let api = &resource(&t, "SearchApi")["Properties"];
+    assert_eq!(
+        int(&api["DefaultRouteSettings"]["ThrottlingRateLimit"]),
+        u64::from(config.api.throttling_rate_limit)
+    );
+    assert_eq!(
+        int(&resource(&t, "SearchP99DurationAlarm")["Properties"]["Threshold"]),
+        u64::from(config.api.p99_alarm_ms)
+    );
+}
+
+#[test]
+fn template_deploys_what_the_design_promises() {
+    let t = template(&committed_config());
+    let globals = &t["Globals"]["Function"];
+    assert_eq!(globals["Runtime"].as_str(), Some("provided.al2023"));
+    assert_eq!(globals["Architectures"][0].as_str(), Some("arm64"));
+
+    let routes: Vec<(String, String)> = resource(&t, "SearchFunction")["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .map(|e| {
+            let p = &e["Properties"];
+            (
+                p["Method"].as_str().unwrap().to_owned(),
+                p["Path"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for route in [
+        ("POST", "/search"),
+        ("GET", "/items/{id}"),
+        ("GET", "/health"),
+    ] {
+        assert!(
+            routes.contains(&(route.0.to_owned(), route.1.to_owned())),
+            "{route:?} missing from {routes:?}"
+        );
+    }
+    let auth = &resource(&t, "SearchApi")["Properties"]["Auth"];
+    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("JwtAuthorizer"));
+    assert!(!auth["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"].is_null());
+
+    for id in [
+        "IngestDeadLetterQueueAlarm",
+        "IngestErrorsAlarm",
+        "SearchErrorsAlarm",
+        "PurgeErrorsAlarm",
+        "IngestThrottlesAlarm",
+        "SearchThrottlesAlarm",
+        "PurgeThrottlesAlarm",
+        "SearchP99DurationAlarm",
+        "PgBouncerLoadBalancer",
+        "PgBouncerTaskDefinition",
+    ] {
+        resource(&t, id);
+    }
+    assert_eq!(
+        resource(&t, "PgBouncerLoadBalancer")["Properties"]["Scheme"].as_str(),
+        Some("internal")
+    );
+    let container =
+        &resource(&t, "PgBouncerTaskDefinition")["Properties"]["ContainerDefinitions"][0];
+    let secrets = container["Secrets"].as_sequence().unwrap();
+    assert_eq!(secrets.len(), 3, "one password per role");
+    let env_names: Vec<&str> = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["Name"].as_str())
+        .collect();
+    assert!(
+        !env_names.iter().any(|n| n.contains("PASSWORD")),
+        "passwords come only through Secrets"
+    );
+}
+
+#[test]
+fn optional_blocks_follow_kit_toml() {
+    let mut config = committed_config();
+    config.functions.search.provisioned_concurrency = 25;
+    config.queue.fifo = true;
+    config.queue.batch_size = 10;
+    config.queue.batching_window_s = 0;
+    let t = template(&config);
+    let search = &resource(&t, "SearchFunction")["Properties"];
+    assert_eq!(
+        int(&search["ProvisionedConcurrencyConfig"]["ProvisionedConcurrentExecutions"]),
+        25
+    );
+    assert!(resource(&t, "IngestFunction")["Properties"]["ProvisionedConcurrencyConfig"].is_null());
+    assert_eq!(
+        resource(&t, "IngestQueue")["Properties"]["FifoQueue"].as_bool(),
+        Some(true)
+    );
+    assert_eq!(
+        resource(&t, "IngestDeadLetterQueue")["Properties"]["FifoQueue"].as_bool(),
+        Some(true)
+    );
+    let event = &resource(&t, "IngestFunction")["Properties"]["Events"]["Queue"]["Properties"];
+    assert!(event["MaximumBatchingWindowInSeconds"].is_null());
+
+    let plain = template(&committed_config());
+    assert!(
+        resource(&plain, "SearchFunction")["Properties"]["ProvisionedConcurrencyConfig"].is_null()
+    );
+    assert!(resource(&plain, "IngestQueue")["Properties"]["FifoQueue"].is_null());
+}
+
+#[test]
+fn pgbouncer_ini_numbers_equal_kit_toml() {
+    let config = committed_config();
+    let ini = render::render_pgbouncer_ini(&config);
+    let p = &config.pgbouncer;
+    assert_eq!(ini_value(&ini, "pool_mode"), "transaction");
+    assert_eq!(
+        ini_value(&ini, "ignore_startup_parameters"),
+        "extra_float_digits"
+    );
+    assert_eq!(
+        ini_value(&ini, "max_prepared_statements"),
+        p.max_prepared_statements.to_string()
+    );
+    assert_eq!(
+        ini_value(&ini, "max_client_conn"),
+        p.max_client_conn.to_string()
+    );
+    assert_eq!(
+        ini_value(&ini, "default_pool_size"),
+        p.default_pool_size.to_string()
+    );
+    assert_eq!(
+        ini_value(&ini, "reserve_pool_size"),
+        p.reserve_pool_size.to_string()
+    );
+    assert_eq!(
+        ini_value(&ini, "query_wait_timeout"),
+        p.query_wait_timeout_s.to_string()
+    );
+    assert_eq!(
+        ini_value(&ini, "server_idle_timeout"),
+        p.server_idle_timeout_s.to_string()
+    );
+}
+
+#[test]
+fn pgbouncer_ini_holds_nothing_environment_specific() {
+    let ini = render::render_pgbouncer_ini(&committed_config());
+    let sections: Vec<&str> = ini.lines().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(sections, ["[pgbouncer]"]);
+    for key in [
+        "listen_addr",
+        "listen_port",
+        "auth_type",
+        "auth_file",
+        "unix_socket_dir",
+        "logfile",
+        "pidfile",
+    ] {
+        assert!(
+            !ini.lines()
+                .any(|l| l.split('=').next().map(str::trim) == Some(key)),
+            "{key} is environment-specific: the wrappers set it"
+        );
+    }
+}
+
+#[test]
+fn the_container_includes_the_base_config_inside_a_section() {
+    // PgBouncer silently ignores an %include above the first section header
+    // (seen with 1.24.1): the sizes would fall back to PgBouncer's defaults.
+    let script = std::fs::read_to_string(repo_root().join("pgbouncer/entrypoint.sh")).unwrap();
+    let lines: Vec<&str> = script.lines().collect();
+    let include = lines
+        .iter()
+        .position(|l| l.starts_with("%include "))
+        .expect("entrypoint includes the base config");
+    let section = lines
+        .iter()
+        .position(|l| *l == "[pgbouncer]")
+        .expect("entrypoint opens [pgbouncer]");
+    assert!(section < include, "[pgbouncer] must come before %include");
+    let dockerfile = std::fs::read_to_string(repo_root().join("pgbouncer/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("COPY pgbouncer.ini /etc/pgbouncer/kit/pgbouncer.ini"));
+    assert!(script.contains("BASE_INI=\"${PGBOUNCER_BASE_INI:-/etc/pgbouncer/kit/pgbouncer.ini}\""));
+}

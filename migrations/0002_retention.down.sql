@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS purge_lease;
+DROP TABLE IF EXISTS retention_policies;

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Starts PgBouncer for the kit's AWS tier (the ECS task in infra/template.yaml).
+#
+# Every size comes from the rendered pgbouncer.ini (kit.toml → `kit render`),
+# baked into the image. This script adds only what depends on the environment,
+# from variables the task definition sets, into a tmpfs-like volume:
+#   - listen address and port, TLS;
+#   - auth: one line per role in an auth_file, passwords from ECS Secrets
+#     (Secrets Manager); never written anywhere but $RUN_DIR;
+#   - [databases]: the one database, on DB_HOST:DB_PORT, logging in as the
+#     client's own role with the client's password.
+#
+# Variables (the template sets all of them):
+#   DB_HOST, DB_PORT, DB_NAME        where PostgreSQL is
+#   PGBOUNCER_USERS                  roles, space-separated (kit_ingest kit_search kit_purge)
+#   PGBOUNCER_PASSWORD_<ROLE>        each role's password (upper-cased role name)
+#   PGBOUNCER_PORT                   default 6432 (PGBOUNCER_LISTEN_ADDR default 0.0.0.0)
+#   SERVER_TLS_SSLMODE               default require; SERVER_TLS_CA_FILE for verify-ca/verify-full
+#   CLIENT_TLS_SSLMODE               default prefer (self-signed key made at start); disable to turn off
+set -euo pipefail
+
+fail() { echo "entrypoint: $*" >&2; exit 1; }
+
+DB_HOST="${DB_HOST:-}"
+DB_PORT="${DB_PORT:-5432}"
+DB_NAME="${DB_NAME:-}"
+PGBOUNCER_USERS="${PGBOUNCER_USERS:-}"
+PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
+PGBOUNCER_LISTEN_ADDR="${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}"
+SERVER_TLS_SSLMODE="${SERVER_TLS_SSLMODE:-require}"
+SERVER_TLS_CA_FILE="${SERVER_TLS_CA_FILE:-}"
+CLIENT_TLS_SSLMODE="${CLIENT_TLS_SSLMODE:-prefer}"
+BASE_INI="${PGBOUNCER_BASE_INI:-/etc/pgbouncer/kit/pgbouncer.ini}"
+RUN_DIR="${PGBOUNCER_RUN_DIR:-/run/pgbouncer}"
+PGBOUNCER_BIN="${PGBOUNCER_BIN:-pgbouncer}"
+
+[[ -n $DB_HOST ]] || fail "DB_HOST is not set: the PostgreSQL endpoint (template parameter DatabaseHost)"
+[[ -n $DB_NAME ]] || fail "DB_NAME is not set: the database name (template parameter DatabaseName)"
+[[ -n $PGBOUNCER_USERS ]] || fail "PGBOUNCER_USERS is not set: the roles to accept, e.g. 'kit_ingest kit_search kit_purge'"
+[[ $DB_NAME =~ ^[A-Za-z0-9_]+$ ]] || fail "DB_NAME='$DB_NAME' is not a plain identifier ([A-Za-z0-9_]+)"
+[[ $DB_HOST =~ ^[A-Za-z0-9_.:-]+$ ]] || fail "DB_HOST='$DB_HOST' is not a host name or address"
+[[ $DB_PORT =~ ^[0-9]+$ ]] || fail "DB_PORT='$DB_PORT' is not a port number"
+[[ $PGBOUNCER_PORT =~ ^[0-9]+$ ]] || fail "PGBOUNCER_PORT='$PGBOUNCER_PORT' is not a port number"
+[[ -r $BASE_INI ]] || fail "$BASE_INI is missing: the image must contain the rendered pgbouncer/pgbouncer.ini"
+[[ -d $RUN_DIR && -w $RUN_DIR ]] || fail "$RUN_DIR is not a writable directory (the task definition mounts a volume there)"
+
+umask 077
+
+# auth_file: "role" "password", one line each; PgBouncer speaks SCRAM to both
+# sides with plain-text passwords. The variables are dropped from the
+# environment before PgBouncer starts.
+auth_file="$RUN_DIR/userlist.txt"
+: >"$auth_file"
+for user in $PGBOUNCER_USERS; do
+  [[ $user =~ ^[a-z_][a-z0-9_]*$ ]] || fail "role '$user' in PGBOUNCER_USERS is not a plain lower-case identifier"
+  var="PGBOUNCER_PASSWORD_${user^^}"
+  password="${!var:-}"
+  [[ -n $password ]] || fail "$var is not set: the task definition maps it from the $user secret's password"
+  printf '"%s" "%s"\n' "$user" "${password//\"/\"\"}" >>"$auth_file"
+  unset "$var"
+done
+unset password
+
+tls_lines="server_tls_sslmode = $SERVER_TLS_SSLMODE"
+if [[ -n $SERVER_TLS_CA_FILE ]]; then
+  tls_lines+=$'\n'"server_tls_ca_file = $SERVER_TLS_CA_FILE"
+fi
+if [[ $CLIENT_TLS_SSLMODE != disable ]]; then
+  # A key made at start: clients inside the VPC get encryption (sslmode=require);
+  # verifying the server needs a CA you distribute, set via CLIENT_TLS_* files instead.
+  key="${CLIENT_TLS_KEY_FILE:-$RUN_DIR/client-tls.key}"
+  cert="${CLIENT_TLS_CERT_FILE:-$RUN_DIR/client-tls.crt}"
+  if [[ ! -s $key || ! -s $cert ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=pgbouncer" \
+      -keyout "$key" -out "$cert" >/dev/null 2>&1 || fail "openssl could not create a TLS key in $RUN_DIR"
+  fi
+  tls_lines+=$'\n'"client_tls_sslmode = $CLIENT_TLS_SSLMODE"
+  tls_lines+=$'\n'"client_tls_key_file = $key"
+  tls_lines+=$'\n'"client_tls_cert_file = $cert"
+else
+  tls_lines+=$'\n'"client_tls_sslmode = disable"
+fi
+
+config="$RUN_DIR/pgbouncer.ini"
+cat >"$config" <<INI
+;; Written by entrypoint.sh at start. Sizes: the %included file, rendered from kit.toml.
+;; The %include sits inside [pgbouncer]: PgBouncer silently ignores one above the first section.
+[pgbouncer]
+%include $BASE_INI
+
+;; This environment: where to listen, how to authenticate, TLS.
+listen_addr = $PGBOUNCER_LISTEN_ADDR
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $auth_file
+$tls_lines
+
+[databases]
+$DB_NAME = host=$DB_HOST port=$DB_PORT dbname=$DB_NAME
+INI
+
+echo "entrypoint: PgBouncer on :$PGBOUNCER_PORT for $DB_NAME at $DB_HOST:$DB_PORT, roles: $PGBOUNCER_USERS" >&2
+exec "$PGBOUNCER_BIN" "$config"

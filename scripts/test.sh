@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: the workspace's tests against the local stack. Starts the stack when it is not
+# running and stops it afterwards, even when tests fail; a stack that was already up stays up.
+# Exits with the tests' status. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install-deps.sh
+
+if scripts/stack.sh status >/dev/null; then started_here=false; else started_here=true; fi
+
+stop_stack_if_started_here() {
+  local status=$?
+  if $started_here; then scripts/stack.sh down || true; fi
+  exit "$status"
+}
+trap stop_stack_if_started_here EXIT
+
+scripts/stack.sh up
+set -a
+# shellcheck source=/dev/null
+. "$(scripts/stack.sh env)"
+set +a
+# The same schema as after `make up`: tests that use the kit database itself find it migrated.
+cargo run -q -p kit -- migrate up
+cargo test --workspace "$@"

@@ -1,0 +1,148 @@
+//! Storage for pgvector-lambda-kit: the only crate that speaks SQL.
+//!
+//! Everything a function needs from PostgreSQL goes through here: the Lambda-tuned
+//! pool ([`Database`]), the domain types it stores ([`Namespace`], [`WriteOp`]), the
+//! set-based batch writer ([`Database::write_batch`]), nearest-neighbour search with
+//! metadata filters ([`Database::search_nearest`]), item reads, batched retention
+//! purges, the embedded migrations, and the classification of database errors into
+//! transient and permanent ([`StorageError::class`]).
+//!
+//! Every statement runs inside a transaction whose settings (statement timeout,
+//! `hnsw.ef_search`, ...) are applied with `set_config(..., true)`: the kit runs
+//! behind PgBouncer in transaction pooling, where a session-level `SET` would leak
+//! to whichever client gets the server connection next.
+
+mod config;
+mod error;
+pub mod filter;
+pub mod migrate;
+mod purge;
+mod records;
+mod retry;
+mod search;
+mod writes;
+
+pub use config::{Config, ConfigError};
+pub use error::{ErrorClass, StorageError};
+pub use filter::{Comparison, Filter, Scalar};
+pub use migrate::{MigrationState, MIGRATOR};
+pub use purge::RetentionPolicy;
+pub use purge::{PurgeBatch, PurgeScope};
+pub use records::{Namespace, NamespaceError, Upsert, WriteOp};
+pub use retry::{retry_transient, Backoff};
+pub use search::{search_statement, Hit, Include, Item, SearchQuery, SearchStatement};
+pub use writes::WriteOutcome;
+
+pub use pgvector::Vector;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use tokio::sync::OnceCell;
+
+/// A handle on the database: a primary pool, an optional read pool for searches,
+/// and what was learned about the schema (the vector column's dimensions).
+///
+/// Cheap to share by reference; built once per Lambda execution environment. Pools are
+/// lazy: no connection is opened until the first query, and the connection is then
+/// reused across invocations.
+#[derive(Debug)]
+pub struct Database {
+    primary: PgPool,
+    read: Option<PgPool>,
+    statement_timeout: Duration,
+    dimensions: OnceCell<usize>,
+}
+
+impl Database {
+    /// Builds lazy pools from `config`; never touches the network.
+    pub fn connect_lazy(config: &Config) -> Result<Self, StorageError> {
+        let primary = lazy_pool(&config.database_url, config)?;
+        let read = match &config.read_url {
+            Some(url) => Some(lazy_pool(url, config)?),
+            None => None,
+        };
+        Ok(Self {
+            primary,
+            read,
+            statement_timeout: config.statement_timeout,
+            dimensions: OnceCell::new(),
+        })
+    }
+
+    /// The primary pool, for callers (tests, the CLI) that need to run their own checks.
+    pub fn pool(&self) -> &PgPool {
+        &self.primary
+    }
+
+    /// The pool searches and item reads use: the read replica when configured.
+    fn read_pool(&self) -> &PgPool {
+        self.read.as_ref().unwrap_or(&self.primary)
+    }
+
+    /// The number of dimensions of the `embeddings.embedding` column, read from the
+    /// database once and cached for the life of this handle.
+    pub async fn dimensions(&self) -> Result<usize, StorageError> {
+        self.dimensions
+            .get_or_try_init(|| async {
+                let typmod: Option<i32> = sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS)
+                    .fetch_optional(&self.primary)
+                    .await?;
+                match typmod {
+                    Some(dims) if dims > 0 => Ok(dims as usize),
+                    _ => Err(StorageError::Schema(
+                        "embeddings.embedding is missing or has no fixed dimensions; run `kit migrate up`"
+                            .into(),
+                    )),
+                }
+            })
+            .await
+            .copied()
+    }
+
+    /// `SELECT 1` through the pool, bounded by the acquire and statement timeouts.
+    pub async fn health(&self) -> Result<(), StorageError> {
+        let mut tx = self.begin(self.read_pool()).await?;
+        sqlx::query(sql::HEALTH).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Opens a transaction on `pool` with the statement timeout applied transaction-locally.
+    async fn begin(&self, pool: &PgPool) -> Result<Transaction<'static, Postgres>, StorageError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query(sql::SET_STATEMENT_TIMEOUT)
+            .bind(millis(self.statement_timeout))
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StorageError::Config(ConfigError::invalid_url(e)))?;
+    Ok(PgPoolOptions::new()
+        .min_connections(0)
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .idle_timeout(config.idle_timeout)
+        // A Lambda environment can be frozen for minutes: check a reused connection
+        // before handing it out rather than failing the first query after a thaw.
+        .test_before_acquire(true)
+        .connect_lazy_with(options.application_name("pgvector-lambda-kit")))
+}
+
+fn millis(duration: Duration) -> String {
+    duration.as_millis().to_string()
+}
+
+/// The statements that are not specific to one operation.
+mod sql {
+    pub const EMBEDDING_DIMENSIONS: &str = "SELECT atttypmod FROM pg_attribute \
+         WHERE attrelid = to_regclass('embeddings') AND attname = 'embedding' AND NOT attisdropped";
+    pub const HEALTH: &str = "SELECT 1";
+    pub const SET_STATEMENT_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+}

@@ -1,0 +1,256 @@
+//! Nearest-neighbour search (cosine distance through the HNSW index) and item reads.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use serde::Serialize;
+use sqlx::postgres::PgArguments;
+use sqlx::query::Query;
+use sqlx::types::Json;
+use sqlx::{Postgres, Row, Transaction};
+use uuid::Uuid;
+
+use crate::filter::{self, Bind, Filter};
+use crate::records::Namespace;
+use crate::{millis, Database, StorageError};
+
+/// Which optional fields a hit carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Include {
+    pub metadata: bool,
+    pub content: bool,
+    pub vector: bool,
+}
+
+/// A validated k-NN query.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    pub namespace: Namespace,
+    pub vector: Vector,
+    pub k: u32,
+    pub filter: Option<Filter>,
+    /// Cosine distance ceiling, in the same metric the results are ordered by.
+    pub max_distance: Option<f64>,
+    pub include: Include,
+    /// `hnsw.ef_search` for this query (pgvector's default is 40).
+    pub ef_search: u32,
+    /// Keep scanning the index until `k` rows pass the filter (pgvector ≥ 0.8).
+    pub iterative_scan: bool,
+    /// Upper bound on tuples an iterative scan visits (`hnsw.max_scan_tuples`).
+    pub max_scan_tuples: u32,
+    /// Statement timeout for this query; `None` uses the database handle's default.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Hit {
+    pub id: Uuid,
+    pub distance: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Item {
+    pub id: Uuid,
+    pub namespace: String,
+    pub metadata: serde_json::Value,
+    pub content: Option<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+impl Database {
+    /// The `k` rows of `query.namespace` nearest to `query.vector` by cosine distance,
+    /// ascending, that pass the filter and the distance ceiling.
+    ///
+    /// Runs in one read transaction on the read pool with every per-request setting
+    /// (`statement_timeout`, `hnsw.ef_search`, `hnsw.iterative_scan`,
+    /// `hnsw.max_scan_tuples`) applied with `set_config(…, true)`, so nothing outlives
+    /// the transaction on a pooled server connection.
+    pub async fn search_nearest(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
+        let statement = search_statement(query.filter.as_ref());
+        let mut tx = self.begin_search(query).await?;
+        let rows = statement.bind(query).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        rows.iter().map(hit_from_row).collect()
+    }
+
+    /// `EXPLAIN (FORMAT JSON)` of exactly the statement [`Database::search_nearest`] runs,
+    /// with the same binds and per-request settings.
+    pub async fn explain_search(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<serde_json::Value, StorageError> {
+        let statement = search_statement(query.filter.as_ref());
+        let explain = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
+        let mut tx = self.begin_search(query).await?;
+        let row = bind_search(sqlx::query(&explain), query, statement.binds.clone())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.try_get::<Json<serde_json::Value>, _>(0)?.0)
+    }
+
+    /// A read transaction with the query's settings applied transaction-locally.
+    async fn begin_search(
+        &self,
+        query: &SearchQuery,
+    ) -> Result<Transaction<'static, Postgres>, StorageError> {
+        let mut tx = self.read_pool().begin().await?;
+        sqlx::query(sql::SEARCH_SETTINGS)
+            .bind(millis(query.timeout.unwrap_or(self.statement_timeout)))
+            .bind(query.ef_search.to_string())
+            .bind(if query.iterative_scan {
+                "relaxed_order"
+            } else {
+                "off"
+            })
+            .bind(query.max_scan_tuples.to_string())
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+
+    /// One item by key, or `None`.
+    pub async fn get_item(
+        &self,
+        namespace: &Namespace,
+        id: Uuid,
+        include_vector: bool,
+    ) -> Result<Option<Item>, StorageError> {
+        let mut tx = self.begin(self.read_pool()).await?;
+        let row = sqlx::query(sql::GET_ITEM)
+            .bind(namespace.as_str())
+            .bind(id)
+            .bind(include_vector)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.map(|row| {
+            Ok(Item {
+                id: row.try_get("id")?,
+                namespace: row.try_get("namespace")?,
+                metadata: row.try_get::<Json<serde_json::Value>, _>("metadata")?.0,
+                content: row.try_get("content")?,
+                version: row.try_get("version")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                vector: row
+                    .try_get::<Option<Vector>, _>("embedding")?
+                    .map(|v| v.to_vec()),
+            })
+        })
+        .transpose()
+    }
+}
+
+/// The search statement for a filter shape. Its text depends only on the filter's
+/// structure, never on keys or values, so PostgreSQL sees few distinct statements.
+pub struct SearchStatement {
+    pub sql: String,
+    binds: Vec<Bind>,
+}
+
+/// Parameters `$1..$6` are fixed (vector, namespace, k, max_distance, include
+/// metadata, include content, include vector → `$7`); filter binds follow.
+pub fn search_statement(filter: Option<&Filter>) -> SearchStatement {
+    const FIXED_PARAMS: usize = 7;
+    let compiled = filter
+        .map(|f| filter::compile(f, FIXED_PARAMS + 1))
+        .unwrap_or_default();
+    let condition = if compiled.sql.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {}", compiled.sql)
+    };
+    // Relaxed-order iterative scans may return rows slightly out of order: the inner
+    // query takes the k nearest through the index, the outer one sorts them exactly
+    // and applies the distance ceiling in the same metric.
+    let sql = format!(
+        "WITH nearest AS MATERIALIZED (
+            SELECT id, embedding <=> $1 AS distance,
+                   CASE WHEN $5 THEN metadata END AS metadata,
+                   CASE WHEN $6 THEN content END AS content,
+                   CASE WHEN $7 THEN embedding END AS embedding
+            FROM embeddings
+            WHERE namespace = $2{condition}
+            ORDER BY embedding <=> $1
+            LIMIT $3
+        )
+        SELECT id, distance, metadata, content, embedding FROM nearest
+        WHERE $4::float8 IS NULL OR distance <= $4::float8
+        ORDER BY distance"
+    );
+    SearchStatement {
+        sql,
+        binds: compiled.binds,
+    }
+}
+
+impl SearchStatement {
+    /// The statement with every parameter bound, for `EXPLAIN` and benchmarks that must
+    /// time exactly what production runs.
+    pub fn bind<'q>(&'q self, query: &'q SearchQuery) -> Query<'q, Postgres, PgArguments> {
+        bind_search(sqlx::query(&self.sql), query, self.binds.clone())
+    }
+}
+
+fn bind_search<'q>(
+    statement: Query<'q, Postgres, PgArguments>,
+    query: &'q SearchQuery,
+    binds: Vec<Bind>,
+) -> Query<'q, Postgres, PgArguments> {
+    let mut statement = statement
+        .bind(&query.vector)
+        .bind(query.namespace.as_str())
+        .bind(i64::from(query.k))
+        .bind(query.max_distance)
+        .bind(query.include.metadata)
+        .bind(query.include.content)
+        .bind(query.include.vector);
+    for bind in binds {
+        statement = match bind {
+            Bind::Text(text) => statement.bind(text),
+            Bind::Jsonb(value) => statement.bind(Json(value)),
+            Bind::JsonbArray(values) => {
+                statement.bind(values.into_iter().map(Json).collect::<Vec<_>>())
+            }
+        };
+    }
+    statement
+}
+
+fn hit_from_row(row: &sqlx::postgres::PgRow) -> Result<Hit, StorageError> {
+    Ok(Hit {
+        id: row.try_get("id")?,
+        distance: row.try_get("distance")?,
+        metadata: row
+            .try_get::<Option<Json<serde_json::Value>>, _>("metadata")?
+            .map(|j| j.0),
+        content: row.try_get("content")?,
+        vector: row
+            .try_get::<Option<Vector>, _>("embedding")?
+            .map(|v| v.to_vec()),
+    })
+}
+
+mod sql {
+    pub const SEARCH_SETTINGS: &str = "SELECT set_config('statement_timeout', $1, true),
+                set_config('hnsw.ef_search', $2, true),
+                set_config('hnsw.iterative_scan', $3, true),
+                set_config('hnsw.max_scan_tuples', $4, true)";
+
+    pub const GET_ITEM: &str =
+        "SELECT id, namespace, metadata, content, version, created_at, updated_at,
+                CASE WHEN $3 THEN embedding END AS embedding
+         FROM embeddings WHERE namespace = $1 AND id = $2";
+}

@@ -1,0 +1,280 @@
+//! The ingest function against the real stack: SQS event JSON in, rows in PostgreSQL
+//! (through PgBouncer) and an `SqsBatchResponse` out.
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use ingest::{handler, Ingest, Limits};
+use kit_tests::corpus::{clustered, DIMS};
+use kit_tests::events::{
+    context_with_deadline, sqs_event_json, upsert_body, FIFO_QUEUE, STANDARD_QUEUE,
+};
+use kit_tests::TestDb;
+use lambda_runtime::LambdaEvent;
+use serde_json::{json, Value};
+use sqlx::Row;
+use uuid::Uuid;
+
+async fn invoke(state: &Ingest, bodies: &[String], queue: &str) -> Vec<String> {
+    let event: SqsEvent =
+        serde_json::from_value(sqs_event_json(bodies, queue)).expect("valid SQS event");
+    let response: SqsBatchResponse =
+        handler(state, LambdaEvent::new(event, context_with_deadline(30.0)))
+            .await
+            .expect("the handler never fails for record content");
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+fn ingest_state(t: &TestDb) -> Ingest {
+    Ingest::new(&t.config(), Limits::default()).expect("state")
+}
+
+async fn row_count(t: &TestDb) -> i64 {
+    let pool = t.admin_pool().await.unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM embeddings")
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn poisoned_records_are_reported_by_message_id_and_the_rest_written() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let vectors = clustered(6, 2, DIMS, 0.1, 1);
+    let good = |i: usize| upsert_body(Uuid::new_v4(), "acme", &vectors[i], json!({"i": i}), 1);
+    let mut nan_like = vec![0.1f64; DIMS];
+    nan_like[7] = 1e39; // beyond f32: infinite once stored
+    let bodies = vec![
+        good(0),
+        "{this is not json".to_owned(),
+        good(1),
+        upsert_body(Uuid::new_v4(), "acme", &vectors[2][..3], json!({}), 1), // wrong dimensions
+        json!({"id": Uuid::new_v4(), "embedding": nan_like}).to_string(),
+        json!({"embedding": vectors[3]}).to_string(), // missing id
+        json!({"id": "not-a-uuid", "embedding": vectors[3]}).to_string(),
+        json!({"id": Uuid::new_v4(), "embedding": vectors[3], "metadata": [1, 2]}).to_string(),
+        json!({"id": Uuid::new_v4(), "embedding": vectors[3], "content": "x".repeat(100_000)})
+            .to_string(),
+        json!({"id": Uuid::new_v4(), "op": "merge"}).to_string(),
+        good(4),
+    ];
+    let failures = invoke(&state, &bodies, STANDARD_QUEUE).await;
+    assert_eq!(failures, ["m1", "m3", "m4", "m5", "m6", "m7", "m8", "m9"]);
+    assert_eq!(
+        row_count(&t).await,
+        3,
+        "exactly the three valid records are stored"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_version_leaves_the_row_unchanged_and_a_newer_one_wins() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let id = Uuid::new_v4();
+    let v = clustered(3, 3, DIMS, 0.0, 2);
+    assert!(invoke(
+        &state,
+        &[upsert_body(id, "acme", &v[0], json!({"rev": 5}), 5)],
+        STANDARD_QUEUE
+    )
+    .await
+    .is_empty());
+    // Older version: acknowledged (not a failure), not applied.
+    assert!(invoke(
+        &state,
+        &[upsert_body(id, "acme", &v[1], json!({"rev": 4}), 4)],
+        STANDARD_QUEUE
+    )
+    .await
+    .is_empty());
+    let item =
+        t.db.get_item(&storage::Namespace::parse("acme").unwrap(), id, true)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(
+        (item.version, item.metadata.clone()),
+        (5, json!({"rev": 5}))
+    );
+    assert_eq!(item.vector.as_deref(), Some(&v[0][..]));
+    // Equal or higher wins.
+    assert!(invoke(
+        &state,
+        &[upsert_body(id, "acme", &v[2], json!({"rev": 6}), 6)],
+        STANDARD_QUEUE
+    )
+    .await
+    .is_empty());
+    let item =
+        t.db.get_item(&storage::Namespace::parse("acme").unwrap(), id, false)
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!((item.version, item.metadata), (6, json!({"rev": 6})));
+}
+
+#[tokio::test]
+async fn redelivering_a_batch_changes_nothing() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let v = clustered(20, 4, DIMS, 0.2, 3);
+    let bodies: Vec<String> = v
+        .iter()
+        .enumerate()
+        .map(|(i, e)| upsert_body(Uuid::new_v4(), "acme", e, json!({"i": i}), 1))
+        .collect();
+    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    let pool = t.admin_pool().await.unwrap();
+    let snapshot = || async {
+        sqlx::query(
+            "SELECT id, version, updated_at, xmin::text AS xmin FROM embeddings ORDER BY id",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.get::<Uuid, _>("id"),
+                r.get::<i64, _>("version"),
+                r.get::<chrono::DateTime<chrono::Utc>, _>("updated_at"),
+                r.get::<String, _>("xmin"),
+            )
+        })
+        .collect::<Vec<_>>()
+    };
+    let before = snapshot().await;
+    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    assert_eq!(
+        snapshot().await,
+        before,
+        "a redelivery must not rewrite any row"
+    );
+}
+
+#[tokio::test]
+async fn several_records_for_one_key_resolve_to_the_highest_version_then_the_last() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let v = clustered(5, 5, DIMS, 0.0, 4);
+    let bodies = vec![
+        upsert_body(a, "acme", &v[0], json!({"pick": "a9"}), 9),
+        upsert_body(a, "acme", &v[1], json!({"pick": "a3"}), 3),
+        upsert_body(b, "acme", &v[2], json!({"pick": "b1-first"}), 1),
+        upsert_body(b, "acme", &v[3], json!({"pick": "b1-last"}), 1),
+        upsert_body(a, "other", &v[4], json!({"pick": "other-namespace"}), 0),
+    ];
+    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    let acme = storage::Namespace::parse("acme").unwrap();
+    let pick = |id| {
+        let db = &t.db;
+        let ns = acme.clone();
+        async move { db.get_item(&ns, id, false).await.unwrap().unwrap().metadata["pick"].clone() }
+    };
+    assert_eq!(pick(a).await, "a9");
+    assert_eq!(pick(b).await, "b1-last");
+    assert_eq!(
+        row_count(&t).await,
+        3,
+        "same id in another namespace is another row"
+    );
+}
+
+#[tokio::test]
+async fn deletes_honour_versions() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let (kept, gone) = (Uuid::new_v4(), Uuid::new_v4());
+    let v = clustered(2, 2, DIMS, 0.0, 5);
+    let bodies = vec![
+        upsert_body(kept, "acme", &v[0], json!({}), 5),
+        upsert_body(gone, "acme", &v[1], json!({}), 5),
+    ];
+    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    let deletes = vec![
+        json!({"op": "delete", "id": kept, "namespace": "acme", "version": 4}).to_string(),
+        json!({"op": "delete", "id": gone, "namespace": "acme", "version": 5}).to_string(),
+    ];
+    assert!(invoke(&state, &deletes, STANDARD_QUEUE).await.is_empty());
+    let acme = storage::Namespace::parse("acme").unwrap();
+    assert!(
+        t.db.get_item(&acme, kept, false).await.unwrap().is_some(),
+        "an older delete does not remove a newer row"
+    );
+    assert!(t.db.get_item(&acme, gone, false).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_fifo_queue_reports_the_first_failure_and_everything_after_it() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let v = clustered(4, 2, DIMS, 0.1, 6);
+    let bodies = vec![
+        upsert_body(Uuid::new_v4(), "acme", &v[0], json!({}), 1),
+        upsert_body(Uuid::new_v4(), "acme", &v[1], json!({}), 1),
+        "not json".to_owned(),
+        upsert_body(Uuid::new_v4(), "acme", &v[2], json!({}), 1),
+        upsert_body(Uuid::new_v4(), "acme", &v[3], json!({}), 1),
+    ];
+    assert_eq!(
+        invoke(&state, &bodies, FIFO_QUEUE).await,
+        ["m2", "m3", "m4"]
+    );
+    assert_eq!(
+        row_count(&t).await,
+        2,
+        "records before the failure are written, later ones wait"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_reports_every_record_within_the_deadline() {
+    let t = TestDb::new().await.unwrap();
+    // A port nothing listens on: connection refused, a transient error, retried until the deadline.
+    let config = t
+        .config()
+        .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
+    let mut state = Ingest::new(&config, Limits::default()).unwrap();
+    state.reserve = std::time::Duration::from_millis(200);
+    let v = clustered(3, 1, DIMS, 0.1, 7);
+    let bodies: Vec<String> = v
+        .iter()
+        .map(|e| upsert_body(Uuid::new_v4(), "acme", e, json!({}), 1))
+        .collect();
+    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
+    let started = std::time::Instant::now();
+    let response = handler(&state, LambdaEvent::new(event, context_with_deadline(2.0)))
+        .await
+        .unwrap();
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, ["m0", "m1", "m2"]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "gave up by the deadline"
+    );
+}
+
+#[tokio::test]
+async fn the_response_is_the_sqs_partial_batch_shape() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let event: SqsEvent =
+        serde_json::from_value(sqs_event_json(&["{}".to_owned()], STANDARD_QUEUE)).unwrap();
+    let response = handler(&state, LambdaEvent::new(event, context_with_deadline(10.0)))
+        .await
+        .unwrap();
+    let wire: Value = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        wire,
+        json!({"batchItemFailures": [{"itemIdentifier": "m0"}]})
+    );
+}

@@ -1,0 +1,145 @@
+//! Real Lambda event JSON (the `aws_lambda_events` fixtures' shapes), filled in.
+
+use serde_json::{json, Value};
+
+const SQS_EVENT: &str = include_str!("../fixtures/example-sqs-event.json");
+
+/// An SQS event whose records carry `bodies`, with message ids `m0`, `m1`, ….
+/// `queue_arn` lets a test pick a FIFO queue (ARN ending in `.fifo`).
+pub fn sqs_event_json(bodies: &[String], queue_arn: &str) -> Value {
+    let fixture: Value = serde_json::from_str(SQS_EVENT).expect("fixture parses");
+    let template = fixture["Records"][0].clone();
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(format!("m{i}"));
+            record["body"] = json!(body);
+            record["eventSourceARN"] = json!(queue_arn);
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+pub const STANDARD_QUEUE: &str = "arn:aws:sqs:us-west-2:123456789012:kit-ingest";
+pub const FIFO_QUEUE: &str = "arn:aws:sqs:us-west-2:123456789012:kit-ingest.fifo";
+
+/// An ingest message body for an upsert.
+pub fn upsert_body(
+    id: uuid::Uuid,
+    namespace: &str,
+    embedding: &[f32],
+    metadata: Value,
+    version: u64,
+) -> String {
+    json!({
+        "op": "upsert",
+        "id": id,
+        "namespace": namespace,
+        "embedding": embedding,
+        "content": format!("document {id}"),
+        "metadata": metadata,
+        "version": version,
+    })
+    .to_string()
+}
+
+/// A Lambda context whose deadline is `seconds` from now.
+pub fn context_with_deadline(seconds: f64) -> lambda_context::Context {
+    let mut context = lambda_context::Context::default();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64;
+    context.deadline = now_ms + (seconds * 1000.0) as u64;
+    context.request_id = uuid::Uuid::new_v4().to_string();
+    context
+}
+
+/// Re-exported so tests and helpers agree on one `Context` type.
+pub mod lambda_context {
+    pub use lambda_runtime::Context;
+}
+
+const HTTP_V2: &str = include_str!("../fixtures/example-apigw-v2-request-jwt-authorizer.json");
+const REST_V1: &str = include_str!("../fixtures/example-apigw-request.json");
+
+/// An API Gateway HTTP API (payload 2.0) request — also the Function URL shape. With
+/// `namespace_claim`, the JWT authorizer carries `{"namespace": …}`; without, there is
+/// no authorizer.
+pub fn http_v2_request(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&str>,
+    namespace_claim: Option<&str>,
+) -> Value {
+    let mut event: Value = serde_json::from_str(HTTP_V2).expect("fixture parses");
+    event["routeKey"] = json!("$default");
+    event["rawPath"] = json!(path);
+    event["rawQueryString"] = json!(query);
+    event["queryStringParameters"] = query_map(query);
+    event["pathParameters"] = json!({});
+    event["cookies"] = json!([]);
+    event["headers"] = json!({"content-type": "application/json"});
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["routeKey"] = json!("$default");
+    event["requestContext"]["stage"] = json!("$default");
+    match namespace_claim {
+        Some(ns) => {
+            event["requestContext"]["authorizer"] =
+                json!({"jwt": {"claims": {"namespace": ns, "sub": "user-1"}, "scopes": []}})
+        }
+        None => {
+            event["requestContext"]
+                .as_object_mut()
+                .expect("object")
+                .remove("authorizer");
+        }
+    }
+    event["body"] = body.map_or(Value::Null, |b| json!(b));
+    event["isBase64Encoded"] = json!(false);
+    event
+}
+
+/// An API Gateway REST API (payload 1.0) request on stage `prod`; with `namespace_context`,
+/// a Lambda authorizer put `{"namespace": …}` in its context.
+pub fn rest_v1_request(
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    namespace_context: Option<&str>,
+) -> Value {
+    let mut event: Value = serde_json::from_str(REST_V1).expect("fixture parses");
+    event["resource"] = json!(path);
+    event["path"] = json!(path);
+    event["httpMethod"] = json!(method);
+    event["headers"] = json!({"content-type": "application/json"});
+    event["multiValueHeaders"] = json!({"content-type": ["application/json"]});
+    event["queryStringParameters"] = Value::Null;
+    event["multiValueQueryStringParameters"] = Value::Null;
+    event["pathParameters"] = Value::Null;
+    event["requestContext"]["path"] = json!(format!("/prod{path}"));
+    event["requestContext"]["resourcePath"] = json!(path);
+    event["requestContext"]["httpMethod"] = json!(method);
+    event["requestContext"]["authorizer"] = match namespace_context {
+        Some(ns) => json!({"principalId": "user-1", "namespace": ns}),
+        None => json!({}),
+    };
+    event["body"] = body.map_or(Value::Null, |b| json!(b));
+    event["isBase64Encoded"] = json!(false);
+    event
+}
+
+fn query_map(query: &str) -> Value {
+    let pairs: serde_json::Map<String, Value> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.to_owned(), json!(v)))
+        .collect();
+    Value::Object(pairs)
+}

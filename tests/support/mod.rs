@@ -1,0 +1,190 @@
+//! Shared helpers for the integration tests: a fresh database per test (cloned from a
+//! migrated template), connections through the real PgBouncer, real Lambda event JSON,
+//! and synthetic embeddings.
+//!
+//! Tests read `DATABASE_URL` (through PgBouncer) and `DATABASE_ADMIN_URL` (direct) from
+//! the environment, as `make test` sets them from `.kit/env`.
+
+pub mod corpus;
+pub mod events;
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
+use storage::{Config, Database, MIGRATOR};
+
+/// A database of its own for one test, reached through PgBouncer like production.
+pub struct TestDb {
+    pub name: String,
+    /// Through PgBouncer, as the application role.
+    pub app_url: String,
+    /// Straight to PostgreSQL, as the admin role.
+    pub admin_url: String,
+    pub db: Database,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    /// Creates `t_<uuid>` from the migrated template and connects to it.
+    pub async fn new() -> anyhow::Result<Self> {
+        Self::with_config(|c| c).await
+    }
+
+    /// Like [`TestDb::new`], with the storage configuration adjusted by `adjust`.
+    pub async fn with_config(adjust: impl FnOnce(Config) -> Config) -> anyhow::Result<Self> {
+        telemetry::init();
+        let (app, admin) = stack_urls()?;
+        let template = ensure_template(&admin).await?;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin
+            .connect()
+            .await
+            .context("connecting to DATABASE_ADMIN_URL")?;
+        create_from_template(&mut conn, &name, &template).await?;
+        conn.close().await.ok();
+
+        let app_url = with_database(&app, &name)?;
+        let admin_url = with_database(&std::env::var("DATABASE_ADMIN_URL")?, &name)?;
+        let config = adjust(Config::from_lookup(|k| {
+            (k == "DATABASE_URL").then(|| app_url.clone())
+        })?);
+        Ok(Self {
+            db: Database::connect_lazy(&config)?,
+            name: name.clone(),
+            app_url,
+            admin_url,
+            admin: admin.database(&name),
+        })
+    }
+
+    /// A direct admin pool on this test's database (for assertions, EXPLAIN, ANALYZE).
+    pub async fn admin_pool(&self) -> anyhow::Result<PgPool> {
+        Ok(PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(self.admin.clone())
+            .await?)
+    }
+
+    /// Storage configuration pointing at this test's database through PgBouncer.
+    pub fn config(&self) -> Config {
+        Config::from_lookup(|k| (k == "DATABASE_URL").then(|| self.app_url.clone()))
+            .expect("valid test config")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let (_, admin) = match stack_urls() {
+            Ok(urls) => urls,
+            Err(_) => return,
+        };
+        // Drop runs outside any async context guarantee: use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async move {
+                    if let Ok(mut conn) = admin.connect().await {
+                        let _ = conn
+                            .execute(
+                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+                            )
+                            .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// `DATABASE_URL` and `DATABASE_ADMIN_URL`, or an error that says how to get them.
+pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
+    let read = |name: &str| {
+        std::env::var(name).with_context(|| {
+            format!("{name} is not set: run the tests with `make test` (it starts the local stack), or `make up && . .kit/env` first")
+        })
+    };
+    let app = read("DATABASE_URL")?;
+    let admin: PgConnectOptions = read("DATABASE_ADMIN_URL")?
+        .parse()
+        .context("DATABASE_ADMIN_URL does not parse")?;
+    Ok((app, admin.disable_statement_logging()))
+}
+
+fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+    let (base, _) = url
+        .rsplit_once('/')
+        .context("database URL without a path")?;
+    Ok(format!("{base}/{name}"))
+}
+
+/// The template holding the current migrations, named by their checksums so a changed
+/// migration gets a fresh template. Created once, under an advisory lock, by whichever
+/// test process gets there first.
+async fn ensure_template(admin: &PgConnectOptions) -> anyhow::Result<String> {
+    let mut digest: u64 = 0xcbf29ce484222325;
+    for m in MIGRATOR.iter() {
+        for byte in m.version.to_le_bytes().iter().chain(m.checksum.iter()) {
+            digest = (digest ^ u64::from(*byte)).wrapping_mul(0x100000001b3);
+        }
+    }
+    let template = format!("kit_tpl_{digest:016x}");
+    let mut conn = admin
+        .connect()
+        .await
+        .context("connecting to DATABASE_ADMIN_URL")?;
+    conn.execute("SELECT pg_advisory_lock(hashtext('kit-test-template'))")
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        let building = format!("{template}_building");
+        conn.execute(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)").as_str())
+            .await?;
+        conn.execute(format!("CREATE DATABASE \"{building}\"").as_str())
+            .await?;
+        {
+            let pool = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(admin.clone().database(&building))
+                .await?;
+            storage::migrate::up(&pool)
+                .await
+                .context("migrating the test template")?;
+            pool.close().await;
+        }
+        conn.execute(format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"").as_str())
+            .await?;
+    }
+    conn.execute("SELECT pg_advisory_unlock(hashtext('kit-test-template'))")
+        .await?;
+    conn.close().await.ok();
+    Ok(template)
+}
+
+async fn create_from_template(
+    conn: &mut PgConnection,
+    name: &str,
+    template: &str,
+) -> anyhow::Result<()> {
+    let statement = format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"");
+    for attempt in 0..50 {
+        match conn.execute(statement.as_str()).await {
+            Ok(_) => return Ok(()),
+            // 55006: the template is briefly in use by a concurrent CREATE DATABASE.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") => {
+                tokio::time::sleep(Duration::from_millis(50 + 20 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the test template {template} stayed busy; is a session connected to it?")
+}

@@ -4,7 +4,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kit::deploy::cli as deploy;
 
+mod bench;
+mod demo;
 mod migrate;
+mod retention;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +32,12 @@ enum Command {
     Plan(deploy::PlanArgs),
     /// Build the deployable Lambda artifacts.
     Build(deploy::BuildArgs),
+    /// Per-namespace retention overrides used by the purge function.
+    Retention(retention::RetentionArgs),
+    /// Benchmarks: the handler path against raw PostgreSQL, measured in one run.
+    Bench(bench::BenchArgs),
+    /// Drive the running local functions end to end (used by `make demo`).
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +48,9 @@ fn main() -> anyhow::Result<()> {
         Command::Render(args) => deploy::render(args),
         Command::Plan(args) => deploy::plan(args),
         Command::Build(args) => deploy::build(args),
+        Command::Retention(args) => runtime()?.block_on(retention::run(args)),
+        Command::Bench(args) => runtime()?.block_on(bench::run(args)),
+        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
     }
 }
 

@@ -1,10 +1,70 @@
-//! `kit retention set|unset|list` (placeholder).
+//! `kit retention set|unset|list`: the per-namespace retention overrides the purge
+//! function applies (namespaces without one use `RETENTION_DAYS`, default 30).
 
-use clap::Args;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use storage::{Config, Database, Namespace};
 
 #[derive(Debug, Args)]
-pub struct RetentionArgs {}
+pub struct RetentionArgs {
+    #[command(subcommand)]
+    action: Action,
+    /// Where the policies live (through PgBouncer is fine).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+}
 
-pub async fn run(_args: RetentionArgs) -> anyhow::Result<()> {
-    anyhow::bail!("kit retention is not implemented yet")
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Keep NAMESPACE's embeddings for DAYS days.
+    Set {
+        namespace: String,
+        #[arg(value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
+    },
+    /// Remove NAMESPACE's override (it falls back to RETENTION_DAYS).
+    Unset { namespace: String },
+    /// List every override.
+    List,
+}
+
+pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
+    let url = args.database_url.context(
+        "DATABASE_URL is not set: run `make up` and `. .kit/env`, or pass --database-url",
+    )?;
+    let config = Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))?;
+    let db = Database::connect_lazy(&config)?;
+    let parse = |raw: &str| Namespace::parse(raw).map_err(anyhow::Error::from);
+    match args.action {
+        Action::Set { namespace, days } => {
+            let namespace = parse(&namespace)?;
+            db.set_retention(&namespace, days).await?;
+            eprintln!("retention: {namespace} keeps embeddings for {days} days");
+        }
+        Action::Unset { namespace } => {
+            let namespace = parse(&namespace)?;
+            if db.unset_retention(&namespace).await? {
+                eprintln!("retention: {namespace} now uses the default (RETENTION_DAYS)");
+            } else {
+                eprintln!("retention: {namespace} had no override");
+            }
+        }
+        Action::List => {
+            let policies = db.list_retention().await?;
+            if policies.is_empty() {
+                eprintln!(
+                    "retention: no overrides; every namespace uses RETENTION_DAYS (default 30)"
+                );
+            }
+            for p in policies {
+                eprintln!(
+                    "{:<64} {:>6} days  (set {})",
+                    p.namespace,
+                    p.retention_days,
+                    p.updated_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+        }
+    }
+    Ok(())
 }

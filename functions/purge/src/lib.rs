@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storage::{Config, Database, Namespace, PurgeScope, StorageError};
+use storage::{parse_setting, Config, Database, Namespace, PurgeScope, StorageError};
 use telemetry::Metrics;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -42,6 +42,39 @@ impl Default for Settings {
             batch_size: 1000,
             safety_margin: Duration::from_secs(5),
         }
+    }
+}
+
+impl Settings {
+    /// Reads `RETENTION_DAYS`, `PURGE_BATCH_SIZE` and `PURGE_SAFETY_MARGIN_MS` through `lookup`.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, storage::ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            retention_days: parse_setting(
+                &lookup,
+                "RETENTION_DAYS",
+                d.retention_days,
+                "whole days from 1 to 36500",
+                |n| (1..=36_500).contains(n),
+            )?,
+            batch_size: parse_setting(
+                &lookup,
+                "PURGE_BATCH_SIZE",
+                d.batch_size,
+                "rows from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
+            safety_margin: parse_setting(
+                &lookup,
+                "PURGE_SAFETY_MARGIN_MS",
+                d.safety_margin.as_millis() as u64,
+                "milliseconds from 0 to 600000",
+                |n| *n <= 600_000,
+            )
+            .map(Duration::from_millis)?,
+        })
     }
 }
 
@@ -224,6 +257,15 @@ pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn settings_come_from_the_environment_with_named_errors() {
+        let s = Settings::from_lookup(|k| (k == "RETENTION_DAYS").then(|| "7".to_owned())).unwrap();
+        assert_eq!((s.retention_days, s.batch_size), (7, 1000));
+        let err = Settings::from_lookup(|k| (k == "PURGE_BATCH_SIZE").then(|| "0".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().contains("PURGE_BATCH_SIZE"), "{err}");
+    }
 
     #[test]
     fn a_scheduled_event_with_empty_detail_is_a_default_run() {

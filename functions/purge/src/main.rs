@@ -7,7 +7,7 @@ use purge::{handler, Purge, Settings};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = storage::Config::from_env()?;
-    let settings = Settings::default();
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     tracing::info!(?config, ?settings, "purge cold start");
     let state = Purge::new(&config, settings)?;
     let state = &state;

@@ -62,7 +62,7 @@ impl Config {
         Ok(Self {
             database_url,
             read_url: non_empty("DATABASE_READ_URL"),
-            max_connections: parse_or(
+            max_connections: parse_setting(
                 &lookup,
                 "DB_MAX_CONNECTIONS",
                 1,
@@ -112,7 +112,10 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn parse_or<T: FromStr>(
+/// Reads one optional setting through `lookup`: absent or blank gives `default`; a value
+/// that does not parse or fails `valid` is an error naming the variable and `expected`.
+/// Every function crate reads its own settings with this, so all report errors alike.
+pub fn parse_setting<T: FromStr>(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: T,
@@ -140,7 +143,7 @@ fn millis_or(
     name: &'static str,
     default_ms: u64,
 ) -> Result<Duration, ConfigError> {
-    parse_or(
+    parse_setting(
         lookup,
         name,
         default_ms,

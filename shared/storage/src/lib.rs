@@ -22,7 +22,7 @@ mod retry;
 mod search;
 mod writes;
 
-pub use config::{Config, ConfigError};
+pub use config::{parse_setting, Config, ConfigError};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, Scalar};
 pub use migrate::{MigrationState, MIGRATOR};

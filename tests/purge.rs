@@ -217,18 +217,18 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
         let (mut fresh, mut refreshed, mut failures) = (Vec::new(), Vec::new(), 0usize);
         for round in 0..20 {
             let mut bodies = Vec::new();
-            for i in 0..10 {
+            for embedding in &vectors[..10] {
                 let id = Uuid::new_v4();
                 fresh.push(id);
-                bodies.push(json!({"id": id, "namespace": "acme", "embedding": vectors[i], "metadata": {"age": 0}}).to_string());
+                bodies.push(json!({"id": id, "namespace": "acme", "embedding": embedding, "metadata": {"age": 0}}).to_string());
             }
             for id in &old_ids[round * 5..round * 5 + 5] {
                 refreshed.push(*id);
                 bodies.push(json!({"id": id, "namespace": "acme", "embedding": vectors[round], "metadata": {"age": 0}, "version": 1}).to_string());
             }
-            for i in 0..3 {
+            for embedding in &vectors[..3] {
                 let created = (Utc::now() - Duration::days(90)).to_rfc3339();
-                bodies.push(json!({"id": Uuid::new_v4(), "namespace": "acme", "embedding": vectors[i], "metadata": {"age": 90}, "created_at": created}).to_string());
+                bodies.push(json!({"id": Uuid::new_v4(), "namespace": "acme", "embedding": embedding, "metadata": {"age": 90}, "created_at": created}).to_string());
             }
             let event: SqsEvent =
                 serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();

@@ -33,8 +33,8 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 test:
-	scripts/test.sh
 	scripts/lint-infra.sh
+	scripts/test.sh
 
 lint-infra:
 	scripts/lint-infra.sh

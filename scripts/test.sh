@@ -9,9 +9,16 @@ scripts/install-deps.sh
 
 if scripts/stack.sh status >/dev/null; then started_here=false; else started_here=true; fi
 
+log=.kit/log/cargo-test.log
+
 stop_stack_if_started_here() {
   local status=$?
   if $started_here; then scripts/stack.sh down || true; fi
+  # One closing line with the totals over every test binary, whatever ran last.
+  if [[ -f $log ]]; then
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+  fi
   exit "$status"
 }
 trap stop_stack_if_started_here EXIT
@@ -23,4 +30,6 @@ set -a
 set +a
 # The same schema as after `make up`: tests that use the kit database itself find it migrated.
 cargo run -q -p kit -- migrate up
-cargo test --workspace "$@"
+mkdir -p .kit/log
+rm -f "$log"
+cargo test --workspace "$@" 2>&1 | tee "$log"

@@ -141,7 +141,7 @@ impl From<PurgeError> for lambda_runtime::Diagnostic {
 /// The Lambda handler.
 pub async fn handler(state: &Purge, event: LambdaEvent<Value>) -> Result<PurgeReport, PurgeError> {
     let request = parse_request(event.payload)?;
-    let deadline = deadline_of(&event.context);
+    let deadline = storage::deadline_from_epoch_ms(event.context.deadline);
     let report = run(state, &request, Utc::now(), deadline).await?;
     let mut metrics = Metrics::new("pgvector-lambda-kit", "purge");
     metrics
@@ -245,12 +245,6 @@ async fn delete_batches(
             return Ok(());
         }
     }
-}
-
-/// The invocation's deadline as a monotonic instant.
-pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
-    let now_ms = Utc::now().timestamp_millis().max(0) as u64;
-    Instant::now() + Duration::from_millis(context.deadline.saturating_sub(now_ms))
 }
 
 #[cfg(test)]

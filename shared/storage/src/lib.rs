@@ -15,6 +15,7 @@
 mod config;
 mod error;
 pub mod filter;
+pub mod jsonb;
 pub mod migrate;
 mod purge;
 mod records;
@@ -29,7 +30,7 @@ pub use migrate::{MigrationState, MIGRATOR};
 pub use purge::RetentionPolicy;
 pub use purge::{PurgeBatch, PurgeScope};
 pub use records::{Namespace, NamespaceError, Upsert, WriteOp};
-pub use retry::{retry_transient, Backoff};
+pub use retry::{deadline_from_epoch_ms, retry_transient, Backoff};
 pub use search::{search_statement, Hit, Include, Item, SearchQuery, SearchStatement};
 pub use writes::WriteOutcome;
 

@@ -37,6 +37,16 @@ impl Backoff {
     }
 }
 
+/// A wall-clock deadline in milliseconds since the Unix epoch (what the Lambda runtime
+/// gives as `Context::deadline`) as a monotonic [`Instant`]; a past deadline is now.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default();
+    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
 /// Runs `operation` until it succeeds, fails permanently, or the next attempt could not
 /// finish before `deadline` (a retry is only started while `reserve` remains after its
 /// backoff sleep). Returns the last error otherwise.

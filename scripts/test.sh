@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh
+scripts/install-moto.sh
 
 if scripts/stack.sh status >/dev/null; then started_here=false; else started_here=true; fi
 

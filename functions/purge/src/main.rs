@@ -6,8 +6,9 @@ use purge::{handler, Purge, Settings};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init();
-    let config = storage::Config::from_env()?;
-    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    let env = credentials::Environment::load().await?;
+    let config = storage::Config::from_lookup(|name| env.get(name))?;
+    let settings = Settings::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?settings, "purge cold start");
     let state = Purge::new(&config, settings)?;
     let state = &state;

@@ -278,3 +278,117 @@ async fn the_response_is_the_sqs_partial_batch_shape() {
         json!({"batchItemFailures": [{"itemIdentifier": "m0"}]})
     );
 }
+
+/// Every op lands in exactly one counter, and stale ops (upserts and deletes older than
+/// the stored row) are counted apart from identical redeliveries.
+#[tokio::test]
+async fn the_write_outcome_counts_stale_ops_apart_from_unchanged_ones() {
+    use storage::{Namespace, Upsert, WriteOp, WriteOutcome};
+    let t = TestDb::new().await.unwrap();
+    let ns = Namespace::parse("acme").unwrap();
+    let v = clustered(4, 4, DIMS, 0.0, 8);
+    let upsert = |id: Uuid, i: usize, version: i64| {
+        WriteOp::Upsert(Upsert {
+            namespace: ns.clone(),
+            id,
+            embedding: storage::Vector::from(v[i].clone()),
+            content: None,
+            metadata: Default::default(),
+            version,
+            created_at: chrono::Utc::now(),
+        })
+    };
+    let delete = |id: Uuid, version: i64| WriteOp::Delete {
+        namespace: ns.clone(),
+        id,
+        version,
+    };
+    let [a, b, c, d, e] = [(); 5].map(|_| Uuid::new_v4());
+    let first =
+        t.db.write_batch(&[
+            upsert(a, 0, 5),
+            upsert(b, 1, 5),
+            upsert(c, 2, 5),
+            upsert(e, 3, 5),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        WriteOutcome {
+            upserted: 4,
+            ..WriteOutcome::default()
+        }
+    );
+
+    let ops = [
+        upsert(a, 3, 4), // stale upsert
+        upsert(b, 1, 5), // identical redelivery
+        upsert(c, 3, 6), // newer: applied
+        delete(e, 3),    // stale delete
+        delete(d, 1),    // nothing to delete
+        upsert(b, 0, 2), // superseded by the v5 of b above
+    ];
+    let outcome = t.db.write_batch(&ops).await.unwrap();
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            upserted: 1,
+            deleted: 0,
+            stale: 2,
+            unchanged: 2,
+            superseded: 1,
+        }
+    );
+    assert_eq!(outcome.total(), ops.len());
+
+    let removed =
+        t.db.write_batch(&[delete(b, 5), delete(c, 1)])
+            .await
+            .unwrap();
+    assert_eq!(
+        (removed.deleted, removed.stale, removed.unchanged),
+        (1, 1, 0),
+        "an equal version deletes, a lower one is stale"
+    );
+}
+
+/// The handler's report carries the same split (it feeds `RecordsStale` and the log line).
+#[tokio::test]
+async fn the_batch_report_counts_stale_records() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let v = clustered(2, 2, DIMS, 0.0, 9);
+    assert!(invoke(
+        &state,
+        &[
+            upsert_body(a, "acme", &v[0], json!({}), 3),
+            upsert_body(b, "acme", &v[1], json!({}), 3)
+        ],
+        STANDARD_QUEUE
+    )
+    .await
+    .is_empty());
+    let bodies = [
+        upsert_body(a, "acme", &v[1], json!({}), 2),
+        upsert_body(b, "acme", &v[1], json!({}), 3),
+        json!({"op": "delete", "id": a, "namespace": "acme", "version": 1}).to_string(),
+    ];
+    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = ingest::process(&state, &event.records, deadline).await;
+    assert_eq!(
+        (
+            report.received,
+            report.written,
+            report.stale,
+            report.unchanged,
+            report.superseded
+        ),
+        (3, 0, 1, 2, 1),
+        "a's v2 upsert beats its v1 delete in the batch (superseded) and is stale against \
+         the stored v3; b is an identical redelivery: {report:?}"
+    );
+    assert!(report.failures.is_empty());
+}

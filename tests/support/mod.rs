@@ -23,6 +23,7 @@ pub struct TestDb {
     /// Straight to PostgreSQL, as the admin role.
     pub admin_url: String,
     pub db: Database,
+    config: Config,
     admin: PgConnectOptions,
 }
 
@@ -47,11 +48,14 @@ impl TestDb {
 
         let app_url = with_database(&app, &name)?;
         let admin_url = with_database(&std::env::var("DATABASE_ADMIN_URL")?, &name)?;
-        let config = adjust(Config::from_lookup(|k| {
-            (k == "DATABASE_URL").then(|| app_url.clone())
-        })?);
+        let mut config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| app_url.clone()))?;
+        // Seeding thousands of 1536-d rows into an HNSW index on a busy 2-core CI machine
+        // can outlast the 5 s production default; no test depends on that default.
+        config.statement_timeout = Duration::from_secs(60);
+        let config = adjust(config);
         Ok(Self {
             db: Database::connect_lazy(&config)?,
+            config,
             name: name.clone(),
             app_url,
             admin_url,
@@ -67,10 +71,10 @@ impl TestDb {
             .await?)
     }
 
-    /// Storage configuration pointing at this test's database through PgBouncer.
+    /// Storage configuration pointing at this test's database through PgBouncer (the
+    /// one `db` uses).
     pub fn config(&self) -> Config {
-        Config::from_lookup(|k| (k == "DATABASE_URL").then(|| self.app_url.clone()))
-            .expect("valid test config")
+        self.config.clone()
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod message;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -28,6 +29,9 @@ pub struct Ingest {
     /// Time kept free before the deadline: no retry starts unless an attempt (bounded by
     /// the statement timeout) can finish within it.
     pub reserve: Duration,
+    /// Write the EMF metrics line of each batch to stdout (true in the function; a
+    /// benchmark that owns stdout turns it off).
+    pub emit_metrics: bool,
 }
 
 impl Ingest {
@@ -37,6 +41,7 @@ impl Ingest {
             limits,
             backoff: Backoff::default(),
             reserve: config.statement_timeout.min(Duration::from_secs(5)),
+            emit_metrics: true,
         })
     }
 }
@@ -45,13 +50,26 @@ impl Ingest {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BatchReport {
     pub received: usize,
+    /// Rows inserted, changed or deleted.
     pub written: usize,
+    /// Valid records not applied because the stored row has a higher version.
+    pub stale: usize,
+    /// Valid records that changed nothing: identical redeliveries, deletes of absent
+    /// rows, and records superseded by another record for the same key in the batch.
     pub unchanged: usize,
+    /// The part of `unchanged` superseded within the batch (kept for the log line).
+    pub superseded: usize,
+    /// Invalid records by reason code.
     pub rejected: BTreeMap<&'static str, usize>,
     /// Valid records that could not be committed (database unavailable until the deadline).
     pub not_committed: usize,
     /// Valid records reported only to keep a FIFO queue's order behind a failure.
     pub held_back: usize,
+    /// Each transient database error met, in order: its SQLSTATE (`40P01` for a
+    /// deadlock) or `connection` (I/O, TLS, pool timeouts, PgBouncer availability).
+    /// When the batch still failed, the last one was not retried.
+    pub transient_errors: Vec<String>,
+    /// The message ids for `batchItemFailures`, in batch order.
     pub failures: Vec<String>,
 }
 
@@ -68,12 +86,14 @@ pub async fn handler(
     metrics
         .count("RecordsReceived", report.received as u64)
         .count("RecordsWritten", report.written as u64)
+        .count("RecordsStale", report.stale as u64)
         .count("RecordsUnchanged", report.unchanged as u64)
         .count(
             "RecordsRejected",
             report.rejected.values().sum::<usize>() as u64,
         )
         .count("RecordsNotCommitted", report.not_committed as u64)
+        .count("TransientErrors", report.transient_errors.len() as u64)
         .put(
             "BatchLatency",
             Unit::Milliseconds,
@@ -82,14 +102,19 @@ pub async fn handler(
     for (code, n) in &report.rejected {
         metrics.count(format!("Rejected.{code}"), *n as u64);
     }
-    metrics.flush();
+    if state.emit_metrics {
+        metrics.flush();
+    }
     tracing::info!(
         received = report.received,
         written = report.written,
+        stale = report.stale,
         unchanged = report.unchanged,
+        superseded = report.superseded,
         rejected = report.rejected.values().sum::<usize>(),
         not_committed = report.not_committed,
         held_back = report.held_back,
+        transient_errors = ?report.transient_errors,
         "batch done"
     );
 
@@ -116,9 +141,10 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
         return report;
     }
     let ids: Vec<String> = records.iter().map(message_id).collect();
+    let transient_errors = Mutex::new(Vec::new());
 
-    let dimensions = match retry_transient(state.backoff, deadline, state.reserve, |_| {
-        state.db.dimensions()
+    let dimensions = match retry_transient(state.backoff, deadline, state.reserve, |_| async {
+        note_transient(&transient_errors, state.db.dimensions().await)
     })
     .await
     {
@@ -127,6 +153,7 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
             tracing::error!(%error, class = ?error.class(), "cannot read the embedding dimensions; reporting the whole batch");
             report.not_committed = records.len();
             report.failures = ids;
+            report.transient_errors = transient_errors.into_inner().unwrap_or_default();
             return report;
         }
     };
@@ -138,12 +165,14 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
         .is_some_and(|arn| arn.ends_with(".fifo"));
 
     let mut ops: Vec<WriteOp> = Vec::with_capacity(records.len());
-    let mut op_ids: Vec<usize> = Vec::with_capacity(records.len());
+    // Positions (in the batch) of the records behind `ops`, and of those already failed.
+    let mut op_positions: Vec<usize> = Vec::with_capacity(records.len());
+    let mut failed_positions: Vec<usize> = Vec::new();
     for (index, record) in records.iter().enumerate() {
         match message::parse(record.body.as_deref(), dimensions, &state.limits, now) {
             Ok(op) => {
                 ops.push(op);
-                op_ids.push(index);
+                op_positions.push(index);
             }
             Err(rejection) => {
                 tracing::warn!(
@@ -156,50 +185,95 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
                 if fifo {
                     // Order matters: this record and every later one go back to the queue.
                     report.held_back = records.len() - index - 1;
-                    report.failures.extend(ids[index..].iter().cloned());
+                    failed_positions.extend(index..records.len());
                     break;
                 }
-                report.failures.push(ids[index].clone());
+                failed_positions.push(index);
             }
         }
     }
     if ops.is_empty() {
+        report.failures = failed_positions.iter().map(|&i| ids[i].clone()).collect();
+        report.transient_errors = transient_errors.into_inner().unwrap_or_default();
         return report;
     }
 
-    match retry_transient(state.backoff, deadline, state.reserve, |_| {
-        state.db.write_batch(&ops)
+    let written = retry_transient(state.backoff, deadline, state.reserve, |_| async {
+        note_transient(&transient_errors, state.db.write_batch(&ops).await)
     })
-    .await
-    {
+    .await;
+    report.transient_errors = transient_errors.into_inner().unwrap_or_default();
+    match written {
         Ok(outcome) => {
             report.written = outcome.upserted + outcome.deleted;
+            report.stale = outcome.stale;
             report.unchanged = outcome.unchanged + outcome.superseded;
+            report.superseded = outcome.superseded;
         }
         Err(error) => {
             tracing::error!(%error, class = ?error.class(), sqlstate = ?error.sqlstate(), records = ops.len(), "batch not committed; reporting its records");
             report.not_committed = ops.len();
-            let mut failures: Vec<usize> = op_ids;
-            failures.extend(
-                report
-                    .failures
-                    .iter()
-                    .filter_map(|id| ids.iter().position(|x| x == id)),
-            );
-            failures.sort_unstable();
-            failures.dedup();
-            report.failures = failures.into_iter().map(|i| ids[i].clone()).collect();
+            // Both lists are ascending: merge them, in batch order, in linear time.
+            failed_positions = merge_ascending(&failed_positions, &op_positions);
         }
     }
+    report.failures = failed_positions.iter().map(|&i| ids[i].clone()).collect();
     report
+}
+
+/// The union of two ascending, disjoint position lists, ascending.
+fn merge_ascending(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut merged = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            merged.push(a[i]);
+            i += 1;
+        } else {
+            merged.push(b[j]);
+            j += 1;
+        }
+    }
+    merged.extend_from_slice(&a[i..]);
+    merged.extend_from_slice(&b[j..]);
+    merged
+}
+
+/// Passes `result` through, noting a transient error's label in `seen`.
+fn note_transient<T>(
+    seen: &Mutex<Vec<String>>,
+    result: Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    if let Err(error) = &result {
+        if error.is_transient() {
+            let label = error.sqlstate().unwrap_or_else(|| "connection".to_owned());
+            seen.lock().unwrap_or_else(|e| e.into_inner()).push(label);
+        }
+    }
+    result
 }
 
 fn message_id(record: &SqsMessage) -> String {
     record.message_id.clone().unwrap_or_default()
 }
 
-/// The invocation's deadline as a monotonic instant.
+/// The invocation's deadline as a monotonic instant (an emulator's placeholder deadline
+/// reads as a fixed budget; see [`storage::deadline_from_epoch_ms`]).
 pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
-    let now_ms = Utc::now().timestamp_millis().max(0) as u64;
-    Instant::now() + Duration::from_millis(context.deadline.saturating_sub(now_ms))
+    storage::deadline_from_epoch_ms(context.deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_positions_keeps_batch_order() {
+        assert_eq!(
+            merge_ascending(&[1, 4, 9], &[0, 2, 3, 10]),
+            [0, 1, 2, 3, 4, 9, 10]
+        );
+        assert_eq!(merge_ascending(&[], &[5]), [5]);
+        assert_eq!(merge_ascending(&[7], &[]), [7]);
+    }
 }

@@ -4,10 +4,11 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use storage::{Namespace, Upsert, Vector, WriteOp};
+use storage::{jsonb, parse_setting, ConfigError, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 /// Bounds on what one message may carry. Defaults keep a 10,000-record batch in memory
@@ -29,6 +30,50 @@ impl Default for Limits {
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 8,
         }
+    }
+}
+
+impl Limits {
+    /// The largest byte limit accepted: an SQS message is at most 1 MiB.
+    pub const MAX_BYTES: usize = 1024 * 1024;
+    /// The deepest metadata accepted; serde_json refuses nesting beyond 128 anyway.
+    pub const MAX_DEPTH: usize = 64;
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads `MAX_CONTENT_BYTES`, `MAX_METADATA_BYTES` and `MAX_METADATA_DEPTH` through
+    /// `lookup` (the environment in production, a map in tests). Absent or blank
+    /// variables keep their defaults; a value that does not parse or is out of range is
+    /// an error naming the variable, the value and the accepted range.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let bytes = |n: &usize| (1..=Self::MAX_BYTES).contains(n);
+        Ok(Self {
+            max_content_bytes: parse_setting(
+                &lookup,
+                "MAX_CONTENT_BYTES",
+                defaults.max_content_bytes,
+                "a whole number of bytes from 1 to 1048576",
+                bytes,
+            )?,
+            max_metadata_bytes: parse_setting(
+                &lookup,
+                "MAX_METADATA_BYTES",
+                defaults.max_metadata_bytes,
+                "a whole number of bytes from 1 to 1048576",
+                bytes,
+            )?,
+            max_metadata_depth: parse_setting(
+                &lookup,
+                "MAX_METADATA_DEPTH",
+                defaults.max_metadata_depth,
+                "a whole number of nesting levels from 1 to 64",
+                |n| (1..=Self::MAX_DEPTH).contains(n),
+            )?,
+        })
     }
 }
 
@@ -123,8 +168,10 @@ fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
 }
 
 /// Every field of the contract, each kept as raw JSON so that each can fail with its
-/// own reason. Unknown fields are refused: a typo such as `metdata` must not silently
-/// drop data.
+/// own reason, except the embedding: read in the same pass (it is nearly all of the
+/// body, and scanning it twice cost a third of the parse time), into a form that still
+/// tells each of its reasons apart. Unknown fields are refused: a typo such as
+/// `metdata` must not silently drop data.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMessage<'a> {
@@ -134,8 +181,8 @@ struct RawMessage<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow)]
     namespace: Option<&'a RawValue>,
-    #[serde(borrow)]
-    embedding: Option<&'a RawValue>,
+    #[serde(default)]
+    embedding: EmbeddingField,
     #[serde(borrow)]
     content: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -260,16 +307,28 @@ fn parse_version(raw: Option<&RawValue>) -> Result<i64, Rejection> {
         })
 }
 
-fn parse_embedding(raw: Option<&RawValue>, dimensions: usize) -> Result<Vector, Rejection> {
-    let raw = is_null(raw)
-        .ok_or_else(|| reject(Reason::MissingEmbedding, "embedding is required for upsert"))?;
-    // JSON has no NaN or Infinity literals; a value beyond f32's range becomes infinite.
-    let values: Vec<f32> = serde_json::from_str(raw.get()).map_err(|e| {
-        reject(
-            Reason::InvalidEmbedding,
-            format!("embedding must be an array of numbers: {}", first_line(&e)),
-        )
-    })?;
+fn parse_embedding(field: EmbeddingField, dimensions: usize) -> Result<Vector, Rejection> {
+    let values = match field {
+        EmbeddingField::Missing => {
+            return Err(reject(
+                Reason::MissingEmbedding,
+                "embedding is required for upsert",
+            ))
+        }
+        EmbeddingField::NotAnArray(found) => {
+            return Err(reject(
+                Reason::InvalidEmbedding,
+                format!("embedding must be an array of numbers, got {found}"),
+            ))
+        }
+        EmbeddingField::NotANumber { position, found } => {
+            return Err(reject(
+                Reason::InvalidEmbedding,
+                format!("embedding must be an array of numbers: embedding[{position}] is {found}"),
+            ))
+        }
+        EmbeddingField::Values(values) => values,
+    };
     if values.len() != dimensions {
         return Err(reject(
             Reason::WrongDimensions,
@@ -283,6 +342,141 @@ fn parse_embedding(raw: Option<&RawValue>, dimensions: usize) -> Result<Vector, 
         ));
     }
     Ok(Vector::from(values))
+}
+
+/// The `embedding` field as read in the message's single pass. JSON has no NaN or
+/// Infinity literals; a number beyond f32's range becomes infinite here and is refused
+/// afterwards as a non-finite value.
+#[derive(Debug, Default)]
+enum EmbeddingField {
+    /// Absent or `null`.
+    #[default]
+    Missing,
+    Values(Vec<f32>),
+    /// An array holding something other than a number at `position`.
+    NotANumber {
+        position: usize,
+        found: &'static str,
+    },
+    NotAnArray(&'static str),
+}
+
+impl<'de> Deserialize<'de> for EmbeddingField {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(EmbeddingVisitor)
+    }
+}
+
+struct EmbeddingVisitor;
+
+impl<'de> Visitor<'de> for EmbeddingVisitor {
+    type Value = EmbeddingField;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of numbers")
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::Missing)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(element) = seq.next_element::<Element>()? {
+            match element {
+                Element::Number(v) => values.push(v),
+                Element::Other(found) => {
+                    let position = values.len();
+                    // Read the rest so the message stays well-formed JSON to the parser.
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(EmbeddingField::NotANumber { position, found });
+                }
+            }
+        }
+        Ok(EmbeddingField::Values(values))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::NotAnArray("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::NotAnArray("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::NotAnArray("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::NotAnArray("a number"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(EmbeddingField::NotAnArray("a string"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(EmbeddingField::NotAnArray("an object"))
+    }
+}
+
+/// One element of the embedding array: a number (as f32, the way serde's own `f32`
+/// conversion rounds it) or the JSON type found instead.
+enum Element {
+    Number(f32),
+    Other(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Element {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ElementVisitor)
+    }
+}
+
+struct ElementVisitor;
+
+impl<'de> Visitor<'de> for ElementVisitor {
+    type Value = Element;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Element, E> {
+        Ok(Element::Number(v as f32))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Element, E> {
+        Ok(Element::Number(v as f32))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Element, E> {
+        Ok(Element::Number(v as f32))
+    }
+
+    fn visit_unit<E>(self) -> Result<Element, E> {
+        Ok(Element::Other("null"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
+        Ok(Element::Other("a boolean"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Element, E> {
+        Ok(Element::Other("a string"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Element::Other("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Element::Other("an object"))
+    }
 }
 
 fn parse_content(raw: Option<&RawValue>, limits: &Limits) -> Result<Option<String>, Rejection> {
@@ -333,7 +527,10 @@ fn parse_metadata(
     let Value::Object(map) = value else {
         return Err(reject(
             Reason::InvalidMetadata,
-            format!("metadata must be a JSON object, got {}", json_type(&value)),
+            format!(
+                "metadata must be a JSON object, got {}",
+                jsonb::kind(&value)
+            ),
         ));
     };
     let size = serde_json::to_string(&map)
@@ -348,7 +545,10 @@ fn parse_metadata(
             ),
         ));
     }
-    if contains_nul(&Value::Object(map.clone())) {
+    if map
+        .iter()
+        .any(|(k, v)| k.contains('\0') || jsonb::contains_nul(v))
+    {
         return Err(reject(
             Reason::InvalidMetadata,
             "metadata contains a NUL character, which jsonb cannot store",
@@ -401,26 +601,6 @@ pub fn json_depth(text: &str) -> usize {
         }
     }
     max
-}
-
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn first_line(error: &serde_json::Error) -> String {
@@ -559,6 +739,39 @@ mod tests {
     }
 
     #[test]
+    fn every_malformed_embedding_is_invalid_embedding() {
+        for bad in [
+            json!("0.1,0.2,0.3"),
+            json!(7),
+            json!(true),
+            json!({"0": 0.1}),
+            json!([0.1, null, 0.3]),
+            json!([[0.1], 0.2, 0.3]),
+            json!([0.1, {"x": 1}, 0.3]),
+            json!([0.1, 0.2, false]),
+        ] {
+            let err = try_parse(with("embedding", bad.clone())).unwrap_err();
+            assert_eq!(err.reason, Reason::InvalidEmbedding, "{bad}: {err}");
+        }
+        let err = try_parse(with("embedding", json!([0.1, "x", 0.3]))).unwrap_err();
+        assert!(err.detail.contains("embedding[1] is a string"), "{err}");
+    }
+
+    #[test]
+    fn embedding_values_round_as_serde_rounds_f32() {
+        let text = "[0.1, -0.025513947, 1e-40, 3.4028235e38, 16777217, -0, 0.333333343267]";
+        let expected: Vec<f32> = serde_json::from_str(text).unwrap();
+        let body =
+            format!(r#"{{"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "embedding": {text}}}"#);
+        let WriteOp::Upsert(u) = parse(Some(&body), 7, &Limits::default(), Utc::now()).unwrap()
+        else {
+            panic!("expected an upsert")
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(u.embedding.as_slice()), bits(&expected));
+    }
+
+    #[test]
     fn nan_literals_are_not_json() {
         let body = r#"{"id":"0f8fad5b-d9cb-469f-a165-70867728950e","embedding":[NaN,0,0]}"#;
         assert_eq!(
@@ -574,6 +787,69 @@ mod tests {
         assert_eq!(json_depth(r#"{"a": "[[[{{{"}"#), 1);
         assert_eq!(json_depth(r#"{"a": [{"b": []}]}"#), 4);
         assert_eq!(json_depth(r#""\"[""#), 0);
+    }
+
+    fn limits(pairs: &[(&str, &str)]) -> Result<Limits, ConfigError> {
+        let map: std::collections::HashMap<&str, &str> = pairs.iter().copied().collect();
+        Limits::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn limits_default_when_unset_or_blank() {
+        let l = limits(&[("MAX_CONTENT_BYTES", "  ")]).unwrap();
+        let d = Limits::default();
+        assert_eq!(
+            (
+                l.max_content_bytes,
+                l.max_metadata_bytes,
+                l.max_metadata_depth
+            ),
+            (
+                d.max_content_bytes,
+                d.max_metadata_bytes,
+                d.max_metadata_depth
+            )
+        );
+    }
+
+    #[test]
+    fn limits_read_each_variable() {
+        let l = limits(&[
+            ("MAX_CONTENT_BYTES", "1000"),
+            ("MAX_METADATA_BYTES", " 2000 "),
+            ("MAX_METADATA_DEPTH", "3"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                l.max_content_bytes,
+                l.max_metadata_bytes,
+                l.max_metadata_depth
+            ),
+            (1000, 2000, 3)
+        );
+        let body = with("metadata", json!({"a": {"b": {"c": {"d": 1}}}}));
+        let err = parse(Some(&body.to_string()), DIMS, &l, Utc::now()).unwrap_err();
+        assert_eq!(err.reason, Reason::MetadataTooDeep);
+        assert!(err.detail.contains("MAX_METADATA_DEPTH"), "{err}");
+    }
+
+    #[test]
+    fn bad_limits_name_the_variable_the_value_and_the_range() {
+        for (name, value, range) in [
+            ("MAX_CONTENT_BYTES", "64k", "1 to 1048576"),
+            ("MAX_CONTENT_BYTES", "0", "1 to 1048576"),
+            ("MAX_METADATA_BYTES", "-5", "1 to 1048576"),
+            ("MAX_METADATA_BYTES", "2000000", "1 to 1048576"),
+            ("MAX_METADATA_DEPTH", "1.5", "1 to 64"),
+            ("MAX_METADATA_DEPTH", "65", "1 to 64"),
+        ] {
+            let err = limits(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains(value) && err.contains(range),
+                "{name}={value}: {err}"
+            );
+        }
     }
 
     #[test]

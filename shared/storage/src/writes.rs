@@ -17,24 +17,43 @@ pub struct WriteOutcome {
     pub upserted: usize,
     /// Rows removed by a delete.
     pub deleted: usize,
-    /// Ops not applied because the stored row is newer, the row was already identical
-    /// (a redelivery), or (for deletes) there was no row to delete.
+    /// Ops not applied because the stored row has a higher version (upserts and
+    /// deletes alike): acknowledged, counted, not applied.
+    pub stale: usize,
+    /// Ops that changed nothing although they were not stale: an upsert identical to
+    /// the stored row at the same version (a redelivery), or a delete with no row to
+    /// delete.
     pub unchanged: usize,
     /// Ops replaced by a later op for the same key in the same batch (higher version,
     /// then later position wins).
     pub superseded: usize,
 }
 
+impl WriteOutcome {
+    /// How many ops the outcome accounts for: the length of the batch it describes.
+    pub fn total(&self) -> usize {
+        self.upserted + self.deleted + self.stale + self.unchanged + self.superseded
+    }
+}
+
 impl Database {
-    /// Applies `ops` in one transaction with two set-based statements (one upsert over
-    /// `UNNEST` arrays, one delete), honouring versions: an op whose version is below
-    /// the stored row's is not applied; equal or higher wins.
+    /// Applies `ops` in one transaction with at most two set-based statements (one
+    /// upsert over `UNNEST` arrays, one delete), honouring versions: an op whose version
+    /// is below the stored row's is stale and not applied; equal or higher wins.
     ///
     /// Several ops for the same key resolve here first (highest version, then last in
-    /// order), so PostgreSQL never sees a key twice in one `INSERT … ON CONFLICT`.
-    /// Either the whole batch commits or nothing does.
+    /// order), so PostgreSQL never sees a key twice in one `INSERT … ON CONFLICT`. The
+    /// winners are then sorted by key, so concurrent batches lock shared rows in the
+    /// same order and cannot deadlock on them. Either the whole batch commits or nothing
+    /// does.
+    ///
+    /// Each statement counts its own stale ops against the snapshot it writes with, so
+    /// the counters always add up to `ops.len()`. The one approximation: when a
+    /// concurrent writer commits a newer row for a key after that snapshot was taken,
+    /// the op that loses to it counts as `unchanged` rather than `stale`.
     pub async fn write_batch(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StorageError> {
-        let winners = last_writer_per_key(ops);
+        let mut winners = last_writer_per_key(ops);
+        winners.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         let mut outcome = WriteOutcome {
             superseded: ops.len() - winners.len(),
             ..WriteOutcome::default()
@@ -43,7 +62,7 @@ impl Database {
 
         let mut tx = self.begin(&self.primary).await?;
         if !upserts.ids.is_empty() {
-            let written = sqlx::query(sql::UPSERT)
+            let (written, stale): (i64, i64) = sqlx::query_as(sql::UPSERT)
                 .bind(&upserts.namespaces)
                 .bind(&upserts.ids)
                 .bind(&upserts.embeddings)
@@ -51,22 +70,22 @@ impl Database {
                 .bind(&upserts.metadata)
                 .bind(&upserts.versions)
                 .bind(&upserts.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
-            outcome.upserted = written;
-            outcome.unchanged += upserts.ids.len() - written;
+                .fetch_one(&mut *tx)
+                .await?;
+            outcome.upserted = written as usize;
+            outcome.stale += stale as usize;
+            outcome.unchanged += upserts.ids.len().saturating_sub((written + stale) as usize);
         }
         if !deletes.ids.is_empty() {
-            let removed = sqlx::query(sql::DELETE)
+            let (removed, stale): (i64, i64) = sqlx::query_as(sql::DELETE)
                 .bind(&deletes.namespaces)
                 .bind(&deletes.ids)
                 .bind(&deletes.versions)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected() as usize;
-            outcome.deleted = removed;
-            outcome.unchanged += deletes.ids.len() - removed;
+                .fetch_one(&mut *tx)
+                .await?;
+            outcome.deleted = removed as usize;
+            outcome.stale += stale as usize;
+            outcome.unchanged += deletes.ids.len().saturating_sub((removed + stale) as usize);
         }
         tx.commit().await?;
         Ok(outcome)
@@ -144,28 +163,62 @@ impl<'a> UpsertColumns<'a> {
 mod sql {
     /// Equal or higher versions win; an equal version whose payload is identical (a
     /// redelivery) is left alone, so repeats do not churn the row or the HNSW index.
+    ///
+    /// Returns `(written, stale)`: rows inserted or changed, and ops refused because the
+    /// stored row has a higher version. Every part of the statement reads the same
+    /// snapshot, taken before the insert: `stale` counts the keys whose snapshot row is
+    /// newer than the op, minus those written anyway (possible only when a concurrent
+    /// transaction deleted the row after the snapshot), so no op is counted twice. Both
+    /// counts are index lookups driven by the batch (no anti-join whose cost could grow
+    /// with the square of the batch); the key and version arrays are unnested again,
+    /// never the vectors.
     pub const UPSERT: &str = "
-        INSERT INTO embeddings AS e (namespace, id, embedding, content, metadata, version, created_at, updated_at)
-        SELECT r.namespace, r.id, r.embedding, r.content, r.metadata, r.version, r.created_at, now()
-        FROM UNNEST($1::text[], $2::uuid[], $3::vector[], $4::text[], $5::jsonb[], $6::int8[], $7::timestamptz[])
-             AS r(namespace, id, embedding, content, metadata, version, created_at)
-        ON CONFLICT (namespace, id) DO UPDATE SET
-            embedding = EXCLUDED.embedding,
-            content = EXCLUDED.content,
-            metadata = EXCLUDED.metadata,
-            version = EXCLUDED.version,
-            created_at = EXCLUDED.created_at,
-            updated_at = EXCLUDED.updated_at
-        WHERE e.version < EXCLUDED.version
-           OR (e.version = EXCLUDED.version
-               AND (e.embedding, e.content, e.metadata)
-                   IS DISTINCT FROM (EXCLUDED.embedding, EXCLUDED.content, EXCLUDED.metadata))";
+        WITH written AS (
+            INSERT INTO embeddings AS e (namespace, id, embedding, content, metadata, version, created_at, updated_at)
+            SELECT r.namespace, r.id, r.embedding, r.content, r.metadata, r.version, r.created_at, now()
+            FROM UNNEST($1::text[], $2::uuid[], $3::vector[], $4::text[], $5::jsonb[], $6::int8[], $7::timestamptz[])
+                 AS r(namespace, id, embedding, content, metadata, version, created_at)
+            ON CONFLICT (namespace, id) DO UPDATE SET
+                embedding = EXCLUDED.embedding,
+                content = EXCLUDED.content,
+                metadata = EXCLUDED.metadata,
+                version = EXCLUDED.version,
+                created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at
+            WHERE e.version < EXCLUDED.version
+               OR (e.version = EXCLUDED.version
+                   AND (e.embedding, e.content, e.metadata)
+                       IS DISTINCT FROM (EXCLUDED.embedding, EXCLUDED.content, EXCLUDED.metadata))
+            RETURNING e.namespace, e.id, e.version
+        )
+        SELECT
+            (SELECT count(*) FROM written) AS written,
+            (SELECT count(*)
+               FROM UNNEST($1::text[], $2::uuid[], $6::int8[]) AS k(namespace, id, version)
+               JOIN embeddings AS s ON s.namespace = k.namespace AND s.id = k.id
+              WHERE s.version > k.version)
+          - (SELECT count(*)
+               FROM written AS w
+               JOIN embeddings AS s ON s.namespace = w.namespace AND s.id = w.id
+              WHERE s.version > w.version) AS stale";
 
-    /// A delete older than the stored row does not remove it.
+    /// A delete older than the stored row does not remove it: it is stale. Returns
+    /// `(removed, stale)`; a delete of a row that does not exist is neither. The two
+    /// never overlap: the DELETE only removes rows that matched `version <= d.version`
+    /// in the same snapshot the stale count reads.
     pub const DELETE: &str = "
-        DELETE FROM embeddings AS e
-        USING UNNEST($1::text[], $2::uuid[], $3::int8[]) AS d(namespace, id, version)
-        WHERE e.namespace = d.namespace AND e.id = d.id AND e.version <= d.version";
+        WITH removed AS (
+            DELETE FROM embeddings AS e
+            USING UNNEST($1::text[], $2::uuid[], $3::int8[]) AS d(namespace, id, version)
+            WHERE e.namespace = d.namespace AND e.id = d.id AND e.version <= d.version
+            RETURNING 1
+        )
+        SELECT
+            (SELECT count(*) FROM removed) AS removed,
+            (SELECT count(*)
+               FROM UNNEST($1::text[], $2::uuid[], $3::int8[]) AS k(namespace, id, version)
+               JOIN embeddings AS s ON s.namespace = k.namespace AND s.id = k.id
+              WHERE s.version > k.version) AS stale";
 }
 
 #[cfg(test)]

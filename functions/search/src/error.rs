@@ -5,6 +5,29 @@ use lambda_http::{Body, Response};
 use serde_json::json;
 use storage::StorageError;
 
+/// Every error code the API returns, with its HTTP status. The OpenAPI document
+/// (`docs/openapi.yaml`) lists exactly these; a test keeps the two equal, and debug
+/// builds refuse a code missing here.
+pub const CODES: &[(&str, u16)] = &[
+    ("invalid_json", 400),
+    ("unknown_field", 400),
+    ("invalid_namespace", 400),
+    ("invalid_vector", 400),
+    ("invalid_k", 400),
+    ("invalid_ef_search", 400),
+    ("invalid_filter", 400),
+    ("invalid_max_distance", 400),
+    ("invalid_include", 400),
+    ("invalid_id", 400),
+    ("namespace_forbidden", 403),
+    ("route_not_found", 404),
+    ("item_not_found", 404),
+    ("method_not_allowed", 405),
+    ("body_too_large", 413),
+    ("internal", 500),
+    ("database_unavailable", 503),
+];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -74,6 +97,12 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
+        debug_assert!(
+            CODES.contains(&(self.code, self.status.as_u16())),
+            "error code {:?} with status {} is not in error::CODES (and docs/openapi.yaml)",
+            self.code,
+            self.status
+        );
         let body = json!({"error": {"code": self.code, "message": self.message}});
         let mut builder = Response::builder()
             .status(self.status)

@@ -4,7 +4,10 @@
 //! (`$eq $ne $gt $gte $lt $lte $in $nin $exists`); `$and`, `$or` (arrays of filters)
 //! and `$not` (a filter) combine. Several entries in one object are ANDed.
 
+use std::cmp::Ordering;
+
 use serde_json::{Map, Value};
+use storage::jsonb::{contains_nul, kind};
 use storage::{Comparison, Filter, Scalar};
 
 use crate::error::ApiError;
@@ -212,26 +215,6 @@ fn scalar(key: &str, op: &str, operand: &Value) -> Result<Scalar, ApiError> {
     }
 }
 
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        _ => false,
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// Evaluates a filter over one row's metadata in Rust, with the semantics the SQL
 /// compiler implements; the integration tests compare the two.
 pub fn matches(filter: &Filter, metadata: &Map<String, Value>) -> bool {
@@ -256,9 +239,11 @@ pub fn matches(filter: &Filter, metadata: &Map<String, Value>) -> bool {
     }
 }
 
+/// JSON equality as PostgreSQL's `jsonb` implements it: numbers by exact decimal value,
+/// arrays in order, objects by key set, everything else by type and content.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => compare_numbers(x, y).is_eq(),
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_eq(a, b))
         }
@@ -271,11 +256,90 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn order(field: Option<&Value>, operand: &Scalar) -> Option<std::cmp::Ordering> {
+fn order(field: Option<&Value>, operand: &Scalar) -> Option<Ordering> {
     match (field?, operand) {
-        (Value::Number(f), Scalar::Number(n)) => f.as_f64()?.partial_cmp(&n.as_f64()?),
+        (Value::Number(f), Scalar::Number(n)) => Some(compare_numbers(f, n)),
         (Value::String(f), Scalar::String(s)) => Some(f.as_bytes().cmp(s.as_bytes())),
         _ => None,
+    }
+}
+
+/// Compares two JSON numbers by the exact decimal value of their JSON text, which is
+/// what PostgreSQL's `numeric` (inside `jsonb`) compares: `1` equals `1.0`, and
+/// `9007199254740993` is greater than `9007199254740992` (`f64` would say equal).
+pub fn compare_numbers(a: &serde_json::Number, b: &serde_json::Number) -> Ordering {
+    Decimal::parse(&a.to_string()).cmp(&Decimal::parse(&b.to_string()))
+}
+
+/// A finite decimal: sign, significant digits without leading or trailing zeros, and
+/// the exponent of the first digit (`value = 0.d1d2… × 10^exponent`). Zero has no digits.
+#[derive(PartialEq, Eq)]
+struct Decimal {
+    negative: bool,
+    digits: Vec<u8>,
+    exponent: i64,
+}
+
+impl Decimal {
+    /// Parses JSON number text (`-?int(.frac)?([eE][+-]?exp)?`).
+    fn parse(text: &str) -> Self {
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(at) => (&rest[..at], rest[at + 1..].parse::<i64>().unwrap_or(0)),
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let all: Vec<u8> = int.bytes().chain(frac.bytes()).map(|b| b - b'0').collect();
+        let leading = all.iter().take_while(|d| **d == 0).count();
+        let mut digits = all[leading..].to_vec();
+        while digits.last() == Some(&0) {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return Self {
+                negative: false,
+                digits,
+                exponent: 0,
+            };
+        }
+        let exponent = int.len() as i64 - leading as i64 + exp;
+        Self {
+            negative,
+            digits,
+            exponent,
+        }
+    }
+}
+
+impl Ord for Decimal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let sign = |d: &Decimal| match (d.digits.is_empty(), d.negative) {
+            (true, _) => 0,
+            (false, true) => -1,
+            (false, false) => 1,
+        };
+        let (s, o) = (sign(self), sign(other));
+        if s != o || s == 0 {
+            return s.cmp(&o);
+        }
+        let magnitude = self
+            .exponent
+            .cmp(&other.exponent)
+            .then_with(|| self.digits.cmp(&other.digits));
+        if s < 0 {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
+    }
+}
+
+impl PartialOrd for Decimal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -307,6 +371,35 @@ mod tests {
             &filter,
             &row(json!({"lang": "en", "year": 2025, "source": "blog"}))
         ));
+    }
+
+    #[test]
+    fn numbers_compare_by_exact_decimal_value() {
+        let n = |text: &str| match serde_json::from_str::<Value>(text).unwrap() {
+            Value::Number(n) => n,
+            other => panic!("{other}"),
+        };
+        for (a, b, want) in [
+            ("1", "1.0", Ordering::Equal),
+            ("0", "-0.0", Ordering::Equal),
+            ("-1", "0", Ordering::Less),
+            ("-2", "-1.5", Ordering::Less),
+            ("0.1", "0.10", Ordering::Equal),
+            ("1e2", "100", Ordering::Equal),
+            ("1.5e-3", "0.0015", Ordering::Equal),
+            ("9007199254740993", "9007199254740992", Ordering::Greater),
+            (
+                "18446744073709551615",
+                "1.8446744073709552e19",
+                Ordering::Less,
+            ),
+            ("12", "9", Ordering::Greater),
+            ("0.02", "0.1", Ordering::Less),
+            ("-0.02", "-0.1", Ordering::Greater),
+        ] {
+            assert_eq!(compare_numbers(&n(a), &n(b)), want, "{a} vs {b}");
+            assert_eq!(compare_numbers(&n(b), &n(a)), want.reverse(), "{b} vs {a}");
+        }
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct Search {
     /// The authorizer claim or context key naming the caller's namespace
     /// (`NAMESPACE_CLAIM`, default `namespace`).
     pub namespace_claim: String,
+    /// Write a CloudWatch EMF line per request to stdout (default). Benchmarks that print
+    /// their figures on stdout turn it off.
+    pub emit_metrics: bool,
 }
 
 impl Search {
@@ -41,6 +44,7 @@ impl Search {
             db: Database::connect_lazy(config)?,
             limits,
             namespace_claim: namespace_claim.into(),
+            emit_metrics: true,
         })
     }
 }
@@ -59,15 +63,17 @@ pub async fn handler(
             error.into_response()
         }
     };
-    let mut metrics = Metrics::new("pgvector-lambda-kit", "search");
-    metrics
-        .put(
-            "Latency",
-            Unit::Milliseconds,
-            started.elapsed().as_secs_f64() * 1e3,
-        )
-        .count(format!("Status{}", response.status().as_u16()), 1);
-    metrics.flush();
+    if state.emit_metrics {
+        let mut metrics = Metrics::new("pgvector-lambda-kit", "search");
+        metrics
+            .put(
+                "Latency",
+                Unit::Milliseconds,
+                started.elapsed().as_secs_f64() * 1e3,
+            )
+            .count(format!("Status{}", response.status().as_u16()), 1);
+        metrics.flush();
+    }
     Ok(response)
 }
 

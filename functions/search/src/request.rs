@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use storage::{Include, Namespace, SearchQuery, Vector};
+use storage::{parse_setting, ConfigError, Include, Namespace, SearchQuery, Vector};
 
 use crate::error::ApiError;
 use crate::filter::{parse_filter, FilterLimits};
@@ -16,7 +16,8 @@ pub struct Limits {
     pub max_ef_search: u32,
     /// `DEFAULT_EF_SEARCH` (default 100): recall ≥ 0.95 at k = 10 on the benchmark corpus.
     pub default_ef_search: u32,
-    /// `MAX_SCAN_TUPLES` (default 20000): how far an iterative scan may go for filtered queries.
+    /// `MAX_SCAN_TUPLES` (default 20000): how many index tuples an iterative scan may visit
+    /// looking for k rows that pass the namespace and the filter (`hnsw.max_scan_tuples`).
     pub max_scan_tuples: u32,
     /// `MAX_BODY_BYTES` (default 1 MiB).
     pub max_body_bytes: usize,
@@ -32,6 +33,117 @@ impl Default for Limits {
             max_scan_tuples: 20_000,
             max_body_bytes: 1024 * 1024,
             filter: FilterLimits::default(),
+        }
+    }
+}
+
+/// pgvector's ceiling for `hnsw.ef_search`; without an iterative scan an index scan
+/// yields at most `ef_search` rows, so `k` shares the ceiling.
+const EF_SEARCH_CEILING: u32 = 1000;
+
+impl Limits {
+    /// Reads every limit through `lookup` (the environment at cold start, a map in
+    /// tests). Absent or blank variables keep the defaults; a value that does not parse
+    /// or is out of range is an error naming the variable, the value and the range.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let max_ef_search = parse_setting(
+            &lookup,
+            "MAX_EF_SEARCH",
+            defaults.max_ef_search,
+            "an integer from 1 to 1000 (pgvector's hnsw.ef_search ceiling)",
+            |n| (1..=EF_SEARCH_CEILING).contains(n),
+        )?;
+        let default_ef_search = parse_setting(
+            &lookup,
+            "DEFAULT_EF_SEARCH",
+            defaults.default_ef_search.min(max_ef_search),
+            "an integer from 1 to MAX_EF_SEARCH",
+            |n| (1..=max_ef_search).contains(n),
+        )?;
+        let filter = FilterLimits {
+            max_depth: parse_setting(
+                &lookup,
+                "MAX_FILTER_DEPTH",
+                defaults.filter.max_depth,
+                "an integer from 1 to 32",
+                |n| (1..=32).contains(n),
+            )?,
+            max_conditions: parse_setting(
+                &lookup,
+                "MAX_FILTER_CONDITIONS",
+                defaults.filter.max_conditions,
+                "an integer from 1 to 1000",
+                |n| (1..=1000).contains(n),
+            )?,
+            max_in_values: parse_setting(
+                &lookup,
+                "MAX_FILTER_IN_VALUES",
+                defaults.filter.max_in_values,
+                "an integer from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
+            max_key_bytes: parse_setting(
+                &lookup,
+                "MAX_FILTER_KEY_BYTES",
+                defaults.filter.max_key_bytes,
+                "an integer from 1 to 65535",
+                |n| (1..=65_535).contains(n),
+            )?,
+        };
+        Ok(Self {
+            max_k: parse_setting(
+                &lookup,
+                "MAX_K",
+                defaults.max_k,
+                "an integer from 1 to 1000 (pgvector's hnsw.ef_search ceiling)",
+                |n| (1..=EF_SEARCH_CEILING).contains(n),
+            )?,
+            max_ef_search,
+            default_ef_search,
+            max_scan_tuples: parse_setting(
+                &lookup,
+                "MAX_SCAN_TUPLES",
+                defaults.max_scan_tuples,
+                "an integer from 1 to 100000000",
+                |n| (1..=100_000_000).contains(n),
+            )?,
+            max_body_bytes: parse_setting(
+                &lookup,
+                "MAX_BODY_BYTES",
+                defaults.max_body_bytes,
+                "a number of bytes from 1024 to 6291456 (Lambda's 6 MiB payload limit)",
+                |n| (1024..=6 * 1024 * 1024).contains(n),
+            )?,
+            filter,
+        })
+    }
+
+    /// [`Limits::from_lookup`] over the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// `NAMESPACE_CLAIM` through `lookup`: the JWT claim or authorizer context key that names
+/// the caller's namespace (default `namespace`; e.g. `custom:tenant` for Cognito).
+pub fn namespace_claim_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    match lookup("NAMESPACE_CLAIM") {
+        None => Ok("namespace".into()),
+        Some(raw) if raw.trim().is_empty() => Ok("namespace".into()),
+        Some(raw) => {
+            let claim = raw.trim();
+            if claim.len() <= 256 && claim.chars().all(|c| c.is_ascii_graphic()) {
+                Ok(claim.to_owned())
+            } else {
+                Err(ConfigError::Invalid {
+                    name: "NAMESPACE_CLAIM",
+                    value: raw,
+                    expected: "a claim name of 1 to 256 printable ASCII characters without spaces",
+                })
+            }
         }
     }
 }
@@ -109,11 +221,16 @@ pub fn parse_search(
         namespace,
         vector,
         k,
-        iterative_scan: filter.is_some(),
+        // Always on: the namespace is a filter too. In a table shared by tenants, a
+        // small namespace's rows are rare among the index's nearest candidates, and a
+        // plain HNSW scan would return fewer than k of them. The scan only continues
+        // past ef_search candidates when too few rows passed, so an unfiltered query
+        // over a single-tenant table pays nothing for it.
+        iterative_scan: true,
         filter,
         max_distance,
         include: parse_include(raw.include.as_ref())?,
-        // Without an iterative scan the index yields at most ef_search rows.
+        // An index scan's first pass yields at most ef_search rows: start at k or more.
         ef_search: ef_search.max(k.min(limits.max_ef_search)),
         max_scan_tuples: limits.max_scan_tuples,
         timeout: None,
@@ -241,7 +358,7 @@ mod tests {
             (q.k, q.ef_search, q.namespace.as_str()),
             (10, 100, "default")
         );
-        assert!(q.include.metadata && !q.include.content && !q.iterative_scan);
+        assert!(q.include.metadata && !q.include.content && q.iterative_scan);
     }
 
     #[test]
@@ -279,6 +396,133 @@ mod tests {
         }
         let err = parse_search(b"{", 3, &Limits::default(), None).unwrap_err();
         assert_eq!(err.code, "invalid_json");
+    }
+
+    fn limits(pairs: &[(&str, &str)]) -> Result<Limits, ConfigError> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Limits::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn limits_default_without_variables() {
+        let l = limits(&[]).unwrap();
+        let d = Limits::default();
+        assert_eq!(
+            (
+                l.max_k,
+                l.max_ef_search,
+                l.default_ef_search,
+                l.max_scan_tuples
+            ),
+            (
+                d.max_k,
+                d.max_ef_search,
+                d.default_ef_search,
+                d.max_scan_tuples
+            )
+        );
+        assert_eq!(l.max_body_bytes, 1024 * 1024);
+        assert_eq!(
+            (
+                l.filter.max_depth,
+                l.filter.max_conditions,
+                l.filter.max_in_values,
+                l.filter.max_key_bytes
+            ),
+            (6, 64, 1024, 256)
+        );
+        // Blank counts as unset (CloudFormation renders empty parameters as "").
+        assert_eq!(limits(&[("MAX_K", " ")]).unwrap().max_k, 1000);
+    }
+
+    #[test]
+    fn every_limit_is_read_from_its_variable() {
+        let l = limits(&[
+            ("MAX_K", "50"),
+            ("MAX_EF_SEARCH", "400"),
+            ("DEFAULT_EF_SEARCH", "64"),
+            ("MAX_SCAN_TUPLES", "5000"),
+            ("MAX_BODY_BYTES", "65536"),
+            ("MAX_FILTER_DEPTH", "3"),
+            ("MAX_FILTER_CONDITIONS", "8"),
+            ("MAX_FILTER_IN_VALUES", "16"),
+            ("MAX_FILTER_KEY_BYTES", " 32 "),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                l.max_k,
+                l.max_ef_search,
+                l.default_ef_search,
+                l.max_scan_tuples
+            ),
+            (50, 400, 64, 5000)
+        );
+        assert_eq!(l.max_body_bytes, 65536);
+        assert_eq!(
+            (
+                l.filter.max_depth,
+                l.filter.max_conditions,
+                l.filter.max_in_values,
+                l.filter.max_key_bytes
+            ),
+            (3, 8, 16, 32)
+        );
+        // The configured limits are the ones requests meet.
+        let body = json!({"vector": [1, 0, 0], "k": 51}).to_string();
+        let err = parse_search(body.as_bytes(), 3, &l, None).unwrap_err();
+        assert!(err.message.contains("1 to 50 (MAX_K)"), "{}", err.message);
+        let q = parse_search(br#"{"vector":[1,0,0]}"#, 3, &l, None).unwrap();
+        assert_eq!((q.ef_search, q.max_scan_tuples), (64, 5000));
+    }
+
+    #[test]
+    fn a_lower_max_ef_search_lowers_the_default() {
+        let l = limits(&[("MAX_EF_SEARCH", "40")]).unwrap();
+        assert_eq!((l.max_ef_search, l.default_ef_search), (40, 40));
+    }
+
+    #[test]
+    fn bad_limits_name_the_variable_the_value_and_the_range() {
+        for (name, value, says) in [
+            ("MAX_K", "0", "1 to 1000"),
+            ("MAX_K", "1001", "1 to 1000"),
+            ("MAX_K", "ten", "1 to 1000"),
+            ("MAX_EF_SEARCH", "-1", "1 to 1000"),
+            ("MAX_SCAN_TUPLES", "0", "1 to 100000000"),
+            ("MAX_BODY_BYTES", "100", "1024 to 6291456"),
+            ("MAX_BODY_BYTES", "1MiB", "1024 to 6291456"),
+            ("MAX_FILTER_DEPTH", "0", "1 to 32"),
+            ("MAX_FILTER_CONDITIONS", "2.5", "1 to 1000"),
+            ("MAX_FILTER_IN_VALUES", "1000000", "1 to 100000"),
+            ("MAX_FILTER_KEY_BYTES", "0", "1 to 65535"),
+        ] {
+            let err = limits(&[(name, value)]).unwrap_err().to_string();
+            assert!(
+                err.contains(name) && err.contains(value) && err.contains(says),
+                "{name}={value}: {err}"
+            );
+        }
+        let err = limits(&[("MAX_EF_SEARCH", "200"), ("DEFAULT_EF_SEARCH", "300")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DEFAULT_EF_SEARCH") && err.contains("MAX_EF_SEARCH"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_namespace_claim_is_configurable_and_checked() {
+        let claim = |v: Option<&str>| namespace_claim_from_lookup(|_| v.map(str::to_owned));
+        assert_eq!(claim(None).unwrap(), "namespace");
+        assert_eq!(claim(Some("")).unwrap(), "namespace");
+        assert_eq!(claim(Some("custom:tenant")).unwrap(), "custom:tenant");
+        let err = claim(Some("two words")).unwrap_err().to_string();
+        assert!(err.contains("NAMESPACE_CLAIM"), "{err}");
     }
 
     #[test]

@@ -1,14 +1,23 @@
 //! Metadata filters: a typed tree, compiled to SQL whose text holds only fixed
 //! fragments and `$n` placeholders. Keys and values are always bound parameters.
 //!
-//! Semantics (also what the tests' reference evaluator implements):
-//! - a key names a top-level metadata field, whatever characters it contains;
-//! - `Eq` is JSON equality (numbers by value: `1` equals `1.0`); `Ne` also matches rows
-//!   where the field is absent;
+//! Semantics (also what the reference evaluator, `search::filter::matches`, implements;
+//! the integration tests compare the two over a corpus of varied metadata):
+//! - a key names a top-level metadata field, whatever characters it contains (no paths:
+//!   `"a.b"` is the key `a.b`);
+//! - `Eq` is `jsonb` equality: same JSON type and value; numbers by exact decimal value
+//!   (`1` equals `1.0`, `9007199254740993` does not equal `9007199254740992`); strings
+//!   byte for byte (no Unicode normalization); arrays element by element in order;
+//!   objects by key set and values. A JSON `null` value matches only a present `null`;
+//! - `Ne` is the negation of `Eq`: it also matches rows where the field is absent;
 //! - `Gt`/`Gte`/`Lt`/`Lte` match only fields of the same JSON type as the operand
-//!   (numbers numerically, strings bytewise in UTF-8 order);
-//! - `In` matches when the field equals one of the values; `Nin` when it is absent or
-//!   equals none of them; `Exists(b)` when the field's presence is `b`.
+//!   (numbers by exact decimal value, strings bytewise in UTF-8, i.e. code point order);
+//!   an absent field or one of another type matches none of them;
+//! - `In` matches when the field equals (as `Eq`) one of the values; `Nin` when it is
+//!   absent or equals none of them; `Exists(b)` when the field's presence is `b` (a
+//!   present `null` exists);
+//! - `And([])` is true, `Or([])` false, `Not` is plain negation: every compiled fragment
+//!   is TRUE or FALSE, never NULL, so SQL's three-valued logic never shows through.
 
 use serde_json::{Map, Value};
 
@@ -82,73 +91,115 @@ impl Compiler {
         format!("${}", self.next - 1)
     }
 
+    /// Every fragment is parenthesized and never NULL, so `AND`, `OR` and `NOT` over
+    /// fragments are plain two-valued logic, exactly as the reference evaluator's.
     fn filter(&mut self, filter: &Filter) -> String {
         match filter {
             Filter::And(parts) => self.join(parts, " AND ", "TRUE"),
             Filter::Or(parts) => self.join(parts, " OR ", "FALSE"),
-            Filter::Not(inner) => format!("NOT COALESCE({}, FALSE)", self.filter(inner)),
+            Filter::Not(inner) => format!("(NOT {})", self.filter(inner)),
             Filter::Field { key, op } => self.field(key, op),
         }
     }
 
     fn join(&mut self, parts: &[Filter], separator: &str, empty: &str) -> String {
         if parts.is_empty() {
-            return empty.to_owned();
+            return format!("({empty})");
         }
         let compiled: Vec<String> = parts.iter().map(|p| self.filter(p)).collect();
         format!("({})", compiled.join(separator))
     }
 
+    /// `{key: value}` for containment.
+    fn containment(&mut self, key: &str, value: &Value) -> String {
+        let mut object = Map::new();
+        object.insert(key.to_owned(), value.clone());
+        self.bind(Bind::Jsonb(Value::Object(object)))
+    }
+
+    // How the planner sees these matters as much as what they mean: it chooses between
+    // the HNSW index and an exact scan from the estimated share of matching rows.
+    // Containment (`@>`) and key existence (`?`) are estimated from the column's
+    // statistics; any other comparison on an expression without statistics would get a
+    // default of 0.5% (equality) or 0.5% × 33% (type check and order), which made the
+    // planner expect a handful of rows and pick a sequential scan plus a sort over every
+    // matching row. Wrapping those in `COALESCE(…, FALSE)` (never NULL) makes them a
+    // boolean expression the planner estimates at 50%, and keeps the HNSW index in use.
     fn field(&mut self, key: &str, op: &Comparison) -> String {
-        let k = self.bind(Bind::Text(key.to_owned()));
         match op {
+            // For a scalar, `{"k": x} @> {"k": v}` holds exactly when `x` is a scalar
+            // equal to `v` (an array does not contain a scalar below the top level), so
+            // containment alone is equality, estimated from statistics and GIN-indexed.
+            Comparison::Eq(value) if is_scalar(value) => {
+                let contains = self.containment(key, value);
+                format!("(metadata @> {contains}::jsonb)")
+            }
+            // Containers: containment narrows through the GIN index, equality makes it
+            // exact (containment alone would also match supersets).
             Comparison::Eq(value) => {
-                // Containment lets the GIN index narrow the rows; the equality makes it exact
-                // (containment alone would also match objects that merely include `value`).
-                let mut object = Map::new();
-                object.insert(key.to_owned(), value.clone());
-                let contains = self.bind(Bind::Jsonb(Value::Object(object)));
+                let contains = self.containment(key, value);
+                let k = self.bind(Bind::Text(key.to_owned()));
                 let v = self.bind(Bind::Jsonb(value.clone()));
-                format!("(metadata @> {contains}::jsonb AND metadata -> {k}::text = {v}::jsonb)")
+                format!(
+                    "(metadata @> {contains}::jsonb AND COALESCE(metadata -> {k}::text = {v}::jsonb, FALSE))"
+                )
+            }
+            Comparison::Ne(value) if is_scalar(value) => {
+                let contains = self.containment(key, value);
+                format!("(NOT (metadata @> {contains}::jsonb))")
             }
             Comparison::Ne(value) => {
+                let k = self.bind(Bind::Text(key.to_owned()));
                 let v = self.bind(Bind::Jsonb(value.clone()));
-                format!("(metadata -> {k}::text) IS DISTINCT FROM {v}::jsonb")
+                format!("((metadata -> {k}::text) IS DISTINCT FROM {v}::jsonb)")
             }
-            Comparison::Gt(s) => self.order(&k, ">", s),
-            Comparison::Gte(s) => self.order(&k, ">=", s),
-            Comparison::Lt(s) => self.order(&k, "<", s),
-            Comparison::Lte(s) => self.order(&k, "<=", s),
+            Comparison::Gt(s) => self.order(key, ">", s),
+            Comparison::Gte(s) => self.order(key, ">=", s),
+            Comparison::Lt(s) => self.order(key, "<", s),
+            Comparison::Lte(s) => self.order(key, "<=", s),
             Comparison::In(values) => {
+                let k = self.bind(Bind::Text(key.to_owned()));
                 let vs = self.bind(Bind::JsonbArray(values.clone()));
                 format!("COALESCE(metadata -> {k}::text = ANY({vs}::jsonb[]), FALSE)")
             }
             Comparison::Nin(values) => {
+                let k = self.bind(Bind::Text(key.to_owned()));
                 let vs = self.bind(Bind::JsonbArray(values.clone()));
-                format!("NOT COALESCE(metadata -> {k}::text = ANY({vs}::jsonb[]), FALSE)")
+                format!("(NOT COALESCE(metadata -> {k}::text = ANY({vs}::jsonb[]), FALSE))")
             }
-            Comparison::Exists(true) => format!("(metadata ? {k}::text)"),
-            Comparison::Exists(false) => format!("NOT (metadata ? {k}::text)"),
+            Comparison::Exists(true) => {
+                let k = self.bind(Bind::Text(key.to_owned()));
+                format!("(metadata ? {k}::text)")
+            }
+            Comparison::Exists(false) => {
+                let k = self.bind(Bind::Text(key.to_owned()));
+                format!("(NOT (metadata ? {k}::text))")
+            }
         }
     }
 
     /// `operator` is one of four fixed strings chosen above, never user input.
-    fn order(&mut self, k: &str, operator: &str, operand: &Scalar) -> String {
+    fn order(&mut self, key: &str, operator: &str, operand: &Scalar) -> String {
+        let k = self.bind(Bind::Text(key.to_owned()));
         match operand {
             Scalar::Number(n) => {
                 let v = self.bind(Bind::Jsonb(Value::Number(n.clone())));
                 format!(
-                    "(jsonb_typeof(metadata -> {k}::text) = 'number' AND metadata -> {k}::text {operator} {v}::jsonb)"
+                    "COALESCE(jsonb_typeof(metadata -> {k}::text) = 'number' AND metadata -> {k}::text {operator} {v}::jsonb, FALSE)"
                 )
             }
             Scalar::String(s) => {
                 let v = self.bind(Bind::Text(s.clone()));
                 format!(
-                    "(jsonb_typeof(metadata -> {k}::text) = 'string' AND (metadata ->> {k}::text) COLLATE \"C\" {operator} {v}::text COLLATE \"C\")"
+                    "COALESCE(jsonb_typeof(metadata -> {k}::text) = 'string' AND (metadata ->> {k}::text) COLLATE \"C\" {operator} {v}::text COLLATE \"C\", FALSE)"
                 )
             }
         }
     }
+}
+
+fn is_scalar(value: &Value) -> bool {
+    !matches!(value, Value::Array(_) | Value::Object(_))
 }
 
 #[cfg(test)]
@@ -159,34 +210,58 @@ mod tests {
     #[test]
     fn keys_and_values_never_reach_the_sql_text() {
         let hostile = "x' OR '1'='1' --; DROP TABLE embeddings";
+        let field = |op| Filter::Field {
+            key: hostile.into(),
+            op,
+        };
         let filter = Filter::And(vec![
-            Filter::Field {
-                key: hostile.into(),
-                op: Comparison::Eq(json!(hostile)),
-            },
-            Filter::Field {
-                key: hostile.into(),
-                op: Comparison::Gt(Scalar::String(hostile.into())),
-            },
-            Filter::Not(Box::new(Filter::Field {
-                key: hostile.into(),
-                op: Comparison::In(vec![json!(hostile)]),
-            })),
+            field(Comparison::Eq(json!(hostile))),
+            field(Comparison::Eq(json!([hostile]))),
+            field(Comparison::Ne(json!({hostile: hostile}))),
+            field(Comparison::Gt(Scalar::String(hostile.into()))),
+            field(Comparison::Lte(Scalar::Number(7.into()))),
+            Filter::Not(Box::new(field(Comparison::In(vec![json!(hostile)])))),
+            field(Comparison::Nin(vec![json!(hostile)])),
+            field(Comparison::Exists(true)),
         ]);
         let compiled = compile(&filter, 4);
-        assert!(!compiled.sql.contains("DROP"), "{}", compiled.sql);
-        assert!(!compiled.sql.contains("'1'"), "{}", compiled.sql);
+        for fragment in ["DROP", "'1'", "x'", "--"] {
+            assert!(!compiled.sql.contains(fragment), "{}", compiled.sql);
+        }
         assert!(
-            compiled.sql.starts_with("((metadata @> $5::jsonb"),
+            compiled.sql.starts_with("((metadata @> $4::jsonb) AND "),
             "{}",
             compiled.sql
         );
-        assert_eq!(compiled.binds.len(), 7);
+        assert_eq!(compiled.binds.len(), 1 + 3 + 2 + 2 + 2 + 2 + 2 + 1);
+        assert!(compiled
+            .sql
+            .contains(&format!("${}", 4 + compiled.binds.len() - 1)));
+    }
+
+    #[test]
+    fn scalar_equality_is_containment_alone() {
+        let eq = |value: Value| {
+            compile(
+                &Filter::Field {
+                    key: "k".into(),
+                    op: Comparison::Eq(value),
+                },
+                1,
+            )
+        };
+        for scalar in [json!("en"), json!(1.5), json!(true), Value::Null] {
+            let compiled = eq(scalar.clone());
+            assert_eq!(compiled.sql, "(metadata @> $1::jsonb)");
+            assert_eq!(compiled.binds, vec![Bind::Jsonb(json!({"k": scalar}))]);
+        }
+        assert!(eq(json!(["a"])).sql.contains("= $3::jsonb"));
+        assert!(eq(json!({})).sql.contains("= $3::jsonb"));
     }
 
     #[test]
     fn empty_combinators_are_constants() {
-        assert_eq!(compile(&Filter::And(vec![]), 1).sql, "TRUE");
-        assert_eq!(compile(&Filter::Or(vec![]), 1).sql, "FALSE");
+        assert_eq!(compile(&Filter::And(vec![]), 1).sql, "(TRUE)");
+        assert_eq!(compile(&Filter::Or(vec![]), 1).sql, "(FALSE)");
     }
 }

@@ -97,13 +97,19 @@ mod tests {
     #[test]
     fn emulator_deadlines_get_a_budget_and_real_ones_are_kept() {
         let budget = deadline_from_epoch_ms(600_000) - Instant::now();
-        assert!(budget > Duration::from_secs(55) && budget <= EMULATOR_BUDGET, "{budget:?}");
+        assert!(
+            budget > Duration::from_secs(55) && budget <= EMULATOR_BUDGET,
+            "{budget:?}"
+        );
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
         let real = deadline_from_epoch_ms(now_ms + 3_000) - Instant::now();
-        assert!(real > Duration::from_millis(2_500) && real <= Duration::from_secs(3), "{real:?}");
+        assert!(
+            real > Duration::from_millis(2_500) && real <= Duration::from_secs(3),
+            "{real:?}"
+        );
         assert!(deadline_from_epoch_ms(now_ms - 5_000) <= Instant::now());
     }
 

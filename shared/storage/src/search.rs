@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::filter::{self, Bind, Filter};
 use crate::records::Namespace;
-use crate::{millis, Database, StorageError};
+use crate::{Database, StorageError};
 
 /// Which optional fields a hit carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,34 +100,35 @@ impl Database {
         Ok(row.try_get::<Json<serde_json::Value>, _>(0)?.0)
     }
 
-    /// A read transaction with the query's settings applied transaction-locally.
+    /// A read transaction with the query's settings applied transaction-locally, opened
+    /// in one round trip: `BEGIN` and the `set_config` calls travel as one simple-query
+    /// message (through PgBouncer each round trip costs about as much as parsing the
+    /// request, so the search path makes three: this, the query, `COMMIT`).
     async fn begin_search(
         &self,
         query: &SearchQuery,
     ) -> Result<Transaction<'static, Postgres>, StorageError> {
-        let mut tx = self.read_pool().begin().await?;
-        sqlx::query(sql::SEARCH_SETTINGS)
-            .bind(millis(query.timeout.unwrap_or(self.statement_timeout)))
-            .bind(query.ef_search.to_string())
-            .bind(if query.iterative_scan {
-                "relaxed_order"
-            } else {
-                "off"
-            })
-            .bind(query.max_scan_tuples.to_string())
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        let timeout = query.timeout.unwrap_or(self.statement_timeout);
+        let begin = sql::begin_search(
+            // 0 would mean no timeout at all.
+            timeout.as_millis().max(1),
+            query.ef_search,
+            query.iterative_scan,
+            query.max_scan_tuples,
+        );
+        Ok(self.read_pool().begin_with(begin).await?)
     }
 
-    /// One item by key, or `None`.
+    /// One item by key, or `None`, in a read transaction (on the read pool) opened with
+    /// its statement timeout in one round trip.
     pub async fn get_item(
         &self,
         namespace: &Namespace,
         id: Uuid,
         include_vector: bool,
     ) -> Result<Option<Item>, StorageError> {
-        let mut tx = self.begin(self.read_pool()).await?;
+        let begin = sql::begin_read(self.statement_timeout.as_millis().max(1));
+        let mut tx = self.read_pool().begin_with(begin).await?;
         let row = sqlx::query(sql::GET_ITEM)
             .bind(namespace.as_str())
             .bind(id)
@@ -244,13 +245,75 @@ fn hit_from_row(row: &sqlx::postgres::PgRow) -> Result<Hit, StorageError> {
 }
 
 mod sql {
-    pub const SEARCH_SETTINGS: &str = "SELECT set_config('statement_timeout', $1, true),
-                set_config('hnsw.ef_search', $2, true),
-                set_config('hnsw.iterative_scan', $3, true),
-                set_config('hnsw.max_scan_tuples', $4, true)";
+    /// `BEGIN` plus every per-request setting, transaction-local (`set_config(…, true)`):
+    /// nothing outlives the transaction on a pooled server connection. The simple-query
+    /// protocol takes no parameters, so the values are formatted in; the signature admits
+    /// only integers and a flag, never text from a request.
+    ///
+    /// `plan_cache_mode`: the best plan (HNSW index or an exact scan) depends on the
+    /// values (k, the filter's selectivity); a cached generic plan would ignore them.
+    pub fn begin_search(
+        timeout_ms: u128,
+        ef_search: u32,
+        iterative_scan: bool,
+        max_scan_tuples: u32,
+    ) -> String {
+        let iterative = if iterative_scan {
+            "relaxed_order"
+        } else {
+            "off"
+        };
+        format!(
+            "BEGIN READ ONLY; \
+             SELECT set_config('statement_timeout', '{timeout_ms}', true), \
+                    set_config('hnsw.ef_search', '{ef_search}', true), \
+                    set_config('hnsw.iterative_scan', '{iterative}', true), \
+                    set_config('hnsw.max_scan_tuples', '{max_scan_tuples}', true), \
+                    set_config('plan_cache_mode', 'force_custom_plan', true)"
+        )
+    }
+
+    /// `BEGIN` with the statement timeout, transaction-local, in one message.
+    pub fn begin_read(timeout_ms: u128) -> String {
+        format!("BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout_ms}', true)")
+    }
 
     pub const GET_ITEM: &str =
         "SELECT id, namespace, metadata, content, version, created_at, updated_at,
                 CASE WHEN $3 THEN embedding END AS embedding
          FROM embeddings WHERE namespace = $1 AND id = $2";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_settings_are_transaction_local_and_only_numbers() {
+        let begin = sql::begin_search(4321, 777, true, 12_345);
+        assert!(begin.starts_with("BEGIN READ ONLY;"), "{begin}");
+        assert_eq!(begin.matches("set_config(").count(), 5, "{begin}");
+        assert_eq!(begin.matches(", true)").count(), 5, "{begin}");
+        for value in ["'4321'", "'777'", "'relaxed_order'", "'12345'"] {
+            assert!(begin.contains(value), "{value} in {begin}");
+        }
+        assert!(sql::begin_search(1, 1, false, 1).contains("'hnsw.iterative_scan', 'off'"));
+        assert_eq!(
+            sql::begin_read(5000),
+            "BEGIN READ ONLY; SELECT set_config('statement_timeout', '5000', true)"
+        );
+    }
+
+    #[test]
+    fn the_statement_text_depends_on_the_filter_shape_only() {
+        let filter = |value: &str| Filter::Field {
+            key: value.into(),
+            op: crate::Comparison::Eq(serde_json::json!(value)),
+        };
+        let a = search_statement(Some(&filter("a")));
+        let b = search_statement(Some(&filter("b'; --")));
+        assert_eq!(a.sql, b.sql);
+        assert!(!b.sql.contains("--"));
+        assert_ne!(a.sql, search_statement(None).sql);
+    }
 }

@@ -40,7 +40,7 @@ pub use pgvector::Vector;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::OnceCell;
 
 /// A handle on the database: a primary pool, an optional read pool for searches,
@@ -122,6 +122,9 @@ impl Database {
     }
 }
 
+/// A pooled connection idle at least this long is checked before reuse.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
     let options: PgConnectOptions = url
         .parse()
@@ -131,9 +134,18 @@ fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
         .idle_timeout(config.idle_timeout)
-        // A Lambda environment can be frozen for minutes: check a reused connection
-        // before handing it out rather than failing the first query after a thaw.
-        .test_before_acquire(true)
+        // A Lambda environment can be frozen for minutes: a connection that sat idle is
+        // pinged before it is handed out (a dead one is replaced, not failed), while one
+        // reused back to back under load skips the extra round trip through PgBouncer.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options.application_name("pgvector-lambda-kit")))
 }
 

@@ -200,7 +200,7 @@ impl Corpus {
         let draw = |rng: &mut StdRng, i: usize| {
             let cluster = i % centres.len();
             let spread = rng.gen_range(0.01f32..0.035);
-            let embedding = normalize(
+            let embedding = crate::scratch::normalize(
                 centres[cluster]
                     .iter()
                     .map(|c| c + spread * rng.gen_range(-1.0f32..1.0))
@@ -232,23 +232,12 @@ impl Corpus {
 }
 
 fn random_unit(rng: &mut impl Rng, dims: usize) -> Vec<f32> {
-    normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
-}
-
-fn normalize(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
+    crate::scratch::normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
 }
 
 /// `vector` moved a little, still a unit vector.
 fn perturbed(vector: &[f32], scale: f32, rng: &mut impl Rng) -> Vec<f32> {
-    normalize(
+    crate::scratch::normalize(
         vector
             .iter()
             .map(|x| x + scale * rng.gen_range(-1.0f32..1.0))

@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod migrate;
 mod retention;
+mod scratch;
 
 #[derive(Debug, Parser)]
 #[command(

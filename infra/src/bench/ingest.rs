@@ -157,7 +157,7 @@ async fn one_round(
     }
     .await;
     for name in &names {
-        if let Err(error) = drop_database(admin, name).await {
+        if let Err(error) = crate::scratch::drop_database(admin, name).await {
             eprintln!("bench: could not drop {name}: {error:#}");
         }
     }
@@ -176,7 +176,7 @@ async fn measure(
         "DATABASE_URL" => Some(app_url.to_owned()),
         _ => std::env::var(k).ok(),
     })?;
-    let config = config.with_url(url_with_database(app_url, handler_db)?);
+    let config = config.with_url(crate::scratch::url_with_database(app_url, handler_db)?);
     let mut state = Ingest::new(&config, Limits::from_env()?)?;
     state.emit_metrics = false; // stdout carries the figures
     state.db.health().await.context("reaching DATABASE_URL")?;
@@ -529,7 +529,9 @@ impl Corpus {
     fn generate(n: usize, dims: usize, clusters: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let centres: Vec<Vec<f32>> = (0..clusters)
-            .map(|_| normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect()))
+            .map(|_| {
+                crate::scratch::normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            })
             .collect();
         let mut ids = Vec::with_capacity(n);
         let mut vectors = Vec::with_capacity(n);
@@ -541,7 +543,7 @@ impl Corpus {
                 .map(|c| c + 0.3 * rng.gen_range(-1.0f32..1.0) / (dims as f32).sqrt())
                 .collect();
             ids.push(Uuid::from_u128(rng.gen()));
-            vectors.push(normalize(noisy));
+            vectors.push(crate::scratch::normalize(noisy));
             members.push(cluster);
         }
         Self {
@@ -615,17 +617,6 @@ impl Corpus {
     }
 }
 
-fn normalize(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
-}
-
 /// A Lambda context whose deadline is `seconds` from now.
 fn context(seconds: u64) -> lambda_runtime::Context {
     let mut context = lambda_runtime::Context::default();
@@ -634,43 +625,17 @@ fn context(seconds: u64) -> lambda_runtime::Context {
     context
 }
 
-/// `url` pointing at database `name` (query parameters kept).
-fn url_with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .filter(|(prefix, _)| prefix.contains("://") && !prefix.ends_with('/'))
-        .context("DATABASE_URL has no /database part")?;
-    Ok(match query {
-        Some(q) => format!("{prefix}/{name}?{q}"),
-        None => format!("{prefix}/{name}"),
-    })
-}
-
 async fn create_database(
     admin: &PgConnectOptions,
     name: &str,
     without_hnsw: bool,
 ) -> anyhow::Result<()> {
     eprintln!("bench: creating and migrating database {name}");
-    let mut conn = admin
-        .connect()
-        .await
-        .context("connecting to DATABASE_ADMIN_URL")?;
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .with_context(|| format!("creating database {name}"))?;
-    conn.close().await.ok();
+    crate::scratch::create_migrated_database(admin, name).await?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(admin.clone().database(name))
         .await?;
-    storage::migrate::up(&pool)
-        .await
-        .with_context(|| format!("migrating {name}"))?;
     let hnsw: Option<String> = sqlx::query_scalar(
         "SELECT indexname::text FROM pg_indexes WHERE tablename = 'embeddings' AND indexdef LIKE '%USING hnsw%'",
     )
@@ -684,14 +649,6 @@ async fn create_database(
             .await?;
     }
     pool.close().await;
-    Ok(())
-}
-
-async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
-    let mut conn = admin.connect().await?;
-    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-        .await?;
-    conn.close().await.ok();
     Ok(())
 }
 
@@ -711,14 +668,14 @@ mod tests {
     #[test]
     fn urls_point_at_another_database() {
         assert_eq!(
-            url_with_database("postgres://u:p@h:6432/kit", "x").unwrap(),
+            crate::scratch::url_with_database("postgres://u:p@h:6432/kit", "x").unwrap(),
             "postgres://u:p@h:6432/x"
         );
         assert_eq!(
-            url_with_database("postgres://u:p@h/kit?sslmode=require", "x").unwrap(),
+            crate::scratch::url_with_database("postgres://u:p@h/kit?sslmode=require", "x").unwrap(),
             "postgres://u:p@h/x?sslmode=require"
         );
-        assert!(url_with_database("postgres://h", "x").is_err());
+        assert!(crate::scratch::url_with_database("postgres://h", "x").is_err());
     }
 
     #[test]

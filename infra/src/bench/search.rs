@@ -31,7 +31,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use search::{Limits, Search};
 use serde_json::{json, Map, Value};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Row};
 use storage::{
     search_statement, Config, Database, Namespace, SearchQuery, Upsert, Vector, WriteOp,
@@ -123,11 +123,11 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
     );
 
     let outcome = async {
-        create_database(&admin, &name).await?;
+        crate::scratch::create_migrated_database(&admin, &name).await?;
         measure(&args, &app_url, &admin_url, &admin, &name).await
     }
     .await;
-    if let Err(error) = drop_database(&admin, &name).await {
+    if let Err(error) = crate::scratch::drop_database(&admin, &name).await {
         eprintln!("bench: could not drop {name}: {error:#}");
     }
     report(&args, &outcome?)
@@ -178,7 +178,7 @@ async fn measure(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let direct = admin.clone().database(name);
-    let direct_url = url_with_database(admin_url, name)?;
+    let direct_url = crate::scratch::url_with_database(admin_url, name)?;
     let loader = Database::connect_lazy(&Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(direct_url.clone()),
         "DB_STATEMENT_TIMEOUT_MS" => Some("900000".into()),
@@ -202,7 +202,7 @@ async fn measure(
 
     let limits = Limits::from_env()?;
     let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url_with_database(app_url, name).ok()?),
+        "DATABASE_URL" => Some(crate::scratch::url_with_database(app_url, name).ok()?),
         _ => std::env::var(k).ok(),
     })?;
     let mut state = Search::new(&config, limits, "namespace")?;
@@ -273,7 +273,7 @@ async fn measure(
 
     // Breakdown pass over the timed queries.
     let mut breakdown = Breakdown::default();
-    let mut bouncer = PgConnection::connect(&url_with_database(app_url, name)?)
+    let mut bouncer = PgConnection::connect(&crate::scratch::url_with_database(app_url, name)?)
         .await
         .context("connecting to DATABASE_URL")?;
     for (event, body) in events.iter().zip(&bodies).skip(args.warmup) {
@@ -595,7 +595,9 @@ impl Corpus {
     fn generate(args: &SearchBenchArgs, dims: usize, groups: u32) -> Self {
         let mut rng = StdRng::seed_from_u64(args.seed);
         let centres: Vec<Vec<f32>> = (0..args.clusters)
-            .map(|_| normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect()))
+            .map(|_| {
+                crate::scratch::normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+            })
             .collect();
         let mut corpus = Self {
             ids: Vec::with_capacity(args.n),
@@ -619,7 +621,7 @@ impl Corpus {
         // Per-dimension noise `spread / sqrt(dims)` keeps the offset's norm near
         // `spread / sqrt(3)` whatever the dimensions (uniform noise has variance 1/3).
         let scale = self.spread / (self.dims as f32).sqrt();
-        normalize(
+        crate::scratch::normalize(
             centre
                 .iter()
                 .map(|c| c + scale * rng.gen_range(-1.0f32..1.0))
@@ -655,52 +657,6 @@ impl Corpus {
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn normalize(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v
-        .iter()
-        .map(|x| x * x)
-        .sum::<f32>()
-        .sqrt()
-        .max(f32::MIN_POSITIVE);
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
-}
-
-fn url_with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no /database part")?;
-    Ok(format!("{base}/{name}"))
-}
-
-async fn create_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
-    let mut conn = admin
-        .connect()
-        .await
-        .context("connecting to DATABASE_ADMIN_URL")?;
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-        .await
-        .with_context(|| format!("creating {name}"))?;
-    conn.close().await.ok();
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(admin.clone().database(name))
-        .await?;
-    storage::migrate::up(&pool)
-        .await
-        .with_context(|| format!("migrating {name}"))?;
-    pool.close().await;
-    Ok(())
-}
-
-async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
-    let mut conn = admin.connect().await?;
-    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-        .await?;
-    conn.close().await.ok();
-    Ok(())
 }
 
 #[cfg(test)]

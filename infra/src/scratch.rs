@@ -33,6 +33,24 @@ pub fn url_with_database(url: &str, name: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The application URL (through PgBouncer), the admin URL and its parsed options (direct), from
+/// `--database-url`/`DATABASE_URL` and `--admin-url`/`DATABASE_ADMIN_URL`.
+pub fn stack_connections(
+    database_url: Option<String>,
+    admin_url: Option<String>,
+) -> anyhow::Result<(String, String, PgConnectOptions)> {
+    let app_url = database_url.context(
+        "DATABASE_URL is not set: run `make up` and `. .kit/env`, or pass --database-url",
+    )?;
+    let admin_url = admin_url.context(
+        "DATABASE_ADMIN_URL is not set: run `make up` and `. .kit/env`, or pass --admin-url",
+    )?;
+    let admin: PgConnectOptions = admin_url
+        .parse()
+        .context("DATABASE_ADMIN_URL does not parse")?;
+    Ok((app_url, admin_url, admin.disable_statement_logging()))
+}
+
 /// Creates database `name` and applies every migration to it.
 pub async fn create_migrated_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
     let mut conn = admin

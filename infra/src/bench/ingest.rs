@@ -110,16 +110,8 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
     );
     ensure!(args.clusters > 0, "--clusters must be at least 1");
     ensure!(args.rounds > 0, "--rounds must be at least 1");
-    let app_url = args.database_url.clone().context(
-        "DATABASE_URL is not set: run `make up` and `. .kit/env`, or pass --database-url",
-    )?;
-    let admin_url = args.admin_url.clone().context(
-        "DATABASE_ADMIN_URL is not set: run `make up` and `. .kit/env`, or pass --admin-url",
-    )?;
-    let admin: PgConnectOptions = admin_url
-        .parse()
-        .context("DATABASE_ADMIN_URL does not parse")?;
-    let admin = admin.disable_statement_logging();
+    let (app_url, _, admin) =
+        crate::scratch::stack_connections(args.database_url.clone(), args.admin_url.clone())?;
 
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {

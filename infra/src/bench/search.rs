@@ -107,16 +107,8 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         args.selectivity > 0.0 && args.selectivity <= 1.0,
         "--selectivity is a share of rows, from 0 (exclusive) to 1"
     );
-    let app_url = args.database_url.clone().context(
-        "DATABASE_URL is not set: run `make up` and `. .kit/env`, or pass --database-url",
-    )?;
-    let admin_url = args.admin_url.clone().context(
-        "DATABASE_ADMIN_URL is not set: run `make up` and `. .kit/env`, or pass --admin-url",
-    )?;
-    let admin: PgConnectOptions = admin_url
-        .parse()
-        .context("DATABASE_ADMIN_URL does not parse")?;
-    let admin = admin.disable_statement_logging();
+    let (app_url, admin_url, admin) =
+        crate::scratch::stack_connections(args.database_url.clone(), args.admin_url.clone())?;
     let name = format!(
         "kit_bench_search_{}",
         &Uuid::new_v4().simple().to_string()[..8]

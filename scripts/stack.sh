@@ -174,6 +174,11 @@ SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN_ROLE') AS create
 \endif
 ALTER ROLE $ADMIN_ROLE SUPERUSER LOGIN;
 ALTER ROLE $APP_ROLE NOSUPERUSER LOGIN;
+-- What docs/deploy.md sets on the search role: a search statement then runs alone, in one
+-- round trip, instead of in a transaction that sets these first (docs/search.md). The
+-- timeout is DB_STATEMENT_TIMEOUT_MS's default; the kit's writes set their own per transaction.
+ALTER ROLE $APP_ROLE SET statement_timeout = '5s';
+ALTER ROLE $APP_ROLE SET plan_cache_mode = 'force_custom_plan';
 
 -- The migrations grant table privileges to these; they create them too when missing.
 DO \$\$

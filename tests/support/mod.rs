@@ -7,6 +7,7 @@
 
 pub mod corpus;
 pub mod events;
+pub mod proxy;
 pub mod search_corpus;
 
 use std::time::Duration;

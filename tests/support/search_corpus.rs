@@ -203,7 +203,7 @@ pub async fn seed_rows(
     config.statement_timeout = Duration::from_secs(600);
     let db = Database::connect_lazy(&config)?;
     let ids = write_rows(&db, namespace, vectors, metadata).await;
-    db.pool().close().await;
+    db.close().await;
     ids
 }
 

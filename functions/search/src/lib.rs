@@ -13,6 +13,7 @@ use std::time::Instant;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
 use serde_json::{json, Value};
 use storage::{Config, Database, StorageError};
 use telemetry::{Metrics, Unit};
@@ -144,15 +145,25 @@ async fn search(state: &Search, request: &Request) -> Result<Response<Body>, Api
         .await
         .map_err(|e| ApiError::from_storage(&e))?;
     let took_ms = started.elapsed().as_secs_f64() * 1e3;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "results": hits,
-            "namespace": query.namespace,
-            "k": query.k,
-            "took_ms": (took_ms * 100.0).round() / 100.0,
-        }),
-    ))
+    let response = SearchResponse {
+        results: &hits,
+        namespace: query.namespace.as_str(),
+        k: query.k,
+        took_ms: (took_ms * 100.0).round() / 100.0,
+    };
+    // Serialized straight from the hits, without a `Value` tree in between. Cannot fail:
+    // every map key is a string and no field has a fallible `Serialize`.
+    let body = serde_json::to_string(&response).expect("a search response always serializes");
+    Ok(json_text_response(StatusCode::OK, body))
+}
+
+/// The `POST /search` response body (docs/openapi.yaml, `SearchResponse`).
+#[derive(Serialize)]
+struct SearchResponse<'a> {
+    results: &'a [storage::Hit],
+    namespace: &'a str,
+    k: u32,
+    took_ms: f64,
 }
 
 async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Response<Body>, ApiError> {
@@ -234,10 +245,14 @@ fn body_bytes(body: &Body) -> &[u8] {
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    json_text_response(status, value.to_string())
+}
+
+fn json_text_response(status: StatusCode, body: String) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Body::Text(value.to_string()))
+        .body(Body::Text(body))
         .expect("a static status and headers always build")
 }
 

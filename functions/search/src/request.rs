@@ -1,6 +1,9 @@
 //! `POST /search` bodies, parsed once into storage's [`SearchQuery`].
 
-use serde::Deserialize;
+use std::fmt;
+
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use storage::{parse_setting, ConfigError, Include, Namespace, SearchQuery, Vector};
 
@@ -152,7 +155,7 @@ pub fn namespace_claim_from_lookup(
 #[serde(deny_unknown_fields)]
 struct RawSearch {
     namespace: Option<String>,
-    vector: Option<Value>,
+    vector: Option<RawVector>,
     k: Option<Value>,
     filter: Option<Value>,
     max_distance: Option<Value>,
@@ -256,26 +259,103 @@ pub fn resolve_namespace(
     }
 }
 
-fn parse_vector(value: Option<&Value>, dimensions: usize) -> Result<Vector, ApiError> {
+/// The `vector` field as sent, read straight into numbers: no array of `Value`s in
+/// between (a third of the body parsing time at 1536 dimensions). Whatever else was
+/// sent is kept for the error message.
+enum RawVector {
+    Numbers(Vec<f64>),
+    /// The first element that is not a number, and its index.
+    NotANumber(usize, Value),
+    NotAnArray,
+}
+
+impl<'de> Deserialize<'de> for RawVector {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVectorVisitor)
+    }
+}
+
+struct RawVectorVisitor;
+
+impl<'de> Visitor<'de> for RawVectorVisitor {
+    type Value = RawVector;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of numbers")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawVector, A::Error> {
+        let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(1536).min(16_000));
+        while let Some(item) = seq.next_element::<Value>()? {
+            match item.as_f64() {
+                Some(number) => numbers.push(number),
+                None => {
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(RawVector::NotANumber(numbers.len(), item));
+                }
+            }
+        }
+        Ok(RawVector::Numbers(numbers))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawVector, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+
+    fn visit_unit<E>(self) -> Result<RawVector, E> {
+        Ok(RawVector::NotAnArray)
+    }
+}
+
+fn parse_vector(value: Option<&RawVector>, dimensions: usize) -> Result<Vector, ApiError> {
     let invalid = |message: String| ApiError::bad_request("invalid_vector", message);
-    let Some(Value::Array(items)) = value else {
-        return Err(invalid(format!(
-            "vector is required: an array of {dimensions} numbers"
-        )));
+    let numbers = match value {
+        Some(RawVector::Numbers(numbers)) => numbers,
+        Some(RawVector::NotANumber(i, item)) => {
+            return Err(invalid(format!(
+                "vector[{i}] must be a finite number, got {item}"
+            )))
+        }
+        None | Some(RawVector::NotAnArray) => {
+            return Err(invalid(format!(
+                "vector is required: an array of {dimensions} numbers"
+            )))
+        }
     };
-    if items.len() != dimensions {
+    if numbers.len() != dimensions {
         return Err(invalid(format!(
             "expected {dimensions} dimensions, got {}",
-            items.len()
+            numbers.len()
         )));
     }
     let mut values = Vec::with_capacity(dimensions);
-    for (i, item) in items.iter().enumerate() {
-        match item.as_f64().map(|v| v as f32) {
-            Some(v) if v.is_finite() => values.push(v),
+    for (i, number) in numbers.iter().enumerate() {
+        match *number as f32 {
+            v if v.is_finite() => values.push(v),
             _ => {
                 return Err(invalid(format!(
-                    "vector[{i}] must be a finite number, got {item}"
+                    "vector[{i}] must be a finite number, got {number}"
                 )))
             }
         }
@@ -367,6 +447,12 @@ mod tests {
             (json!({"vector": [1, 0]}), "invalid_vector"),
             (json!({"vector": [0, 0, 0]}), "invalid_vector"),
             (json!({"vector": [1, "a", 0]}), "invalid_vector"),
+            (json!({"vector": [1, [0], 0]}), "invalid_vector"),
+            (json!({"vector": [1, 1e300, 0]}), "invalid_vector"),
+            (json!({"vector": "1,0,0"}), "invalid_vector"),
+            (json!({"vector": {"0": 1}}), "invalid_vector"),
+            (json!({"vector": null}), "invalid_vector"),
+            (json!({"vector": true}), "invalid_vector"),
             (json!({"vector": [1, 0, 0], "k": 0}), "invalid_k"),
             (json!({"vector": [1, 0, 0], "k": 1001}), "invalid_k"),
             (json!({"vector": [1, 0, 0], "k": 2.5}), "invalid_k"),
@@ -394,6 +480,8 @@ mod tests {
         ] {
             assert_eq!(parse(body.clone()).unwrap_err().code, code, "{body}");
         }
+        let err = parse(json!({"vector": [1, "a", 0]})).unwrap_err();
+        assert!(err.message.contains("vector[1]"), "{}", err.message);
         let err = parse_search(b"{", 3, &Limits::default(), None).unwrap_err();
         assert_eq!(err.code, "invalid_json");
     }

@@ -203,7 +203,7 @@ async fn measure(
     };
     copy_conn.close().await.ok();
     monitor.close().await.ok();
-    state.db.pool().close().await;
+    state.db.close().await;
 
     for name in [handler_db, copy_db] {
         let rows = count_rows(admin, name).await?;

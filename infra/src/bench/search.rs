@@ -7,13 +7,15 @@
 //! - handler: an API Gateway HTTP API (v2) event per query, turned into a request by
 //!   `lambda_http::request::from_str` (what the runtime does) and answered by
 //!   `search::handler` over `DATABASE_URL` (through PgBouncer). Timed: the event
-//!   deserialisation and the handler call (body parsing and validation, one read
-//!   transaction with transaction-local settings, the response JSON). Building the event
-//!   and reading the response are the client's work and are not timed.
+//!   deserialisation and the handler call (body parsing and validation, the search
+//!   statement with its transaction-local settings, the response JSON). Building the
+//!   event and reading the response are the client's work and are not timed. The run
+//!   reports whether the statement ran alone (the login role sets its timeout and plan
+//!   mode: one round trip) or inside a transaction that sets them (three).
 //! - raw: the statement the handler runs (`storage::search_statement` bound by
 //!   `SearchStatement::bind` to the query the handler's own parser builds from the same
-//!   body), alone, on one direct connection whose session has the same `hnsw.*` and
-//!   planner settings. Timed: the statement's round trip.
+//!   body, so it sets the same `hnsw.*` parameters), alone, on one direct connection
+//!   whose session plans it the same way. Timed: the statement's round trip.
 //! - recall@k against exact search computed in Rust over the loaded vectors, and the
 //!   same for a selective filter (`--selectivity`), with and without iterative scans.
 //!
@@ -82,18 +84,13 @@ pub struct SearchBenchArgs {
     admin_url: Option<String>,
 }
 
-/// Per-request settings the raw connection copies from the handler's transaction, so
-/// both paths run the same plan with the same `hnsw.*` parameters.
 mod sql {
     pub const ANALYZE: &str = "ANALYZE embeddings";
     pub const ROUND_TRIP: &str = "SELECT 1";
-    pub fn session_settings(ef_search: u32, iterative: bool, max_scan_tuples: u32) -> String {
-        format!(
-            "SET hnsw.ef_search = {ef_search}; SET hnsw.iterative_scan = {}; \
-             SET hnsw.max_scan_tuples = {max_scan_tuples}; SET plan_cache_mode = force_custom_plan",
-            if iterative { "relaxed_order" } else { "off" }
-        )
-    }
+    /// The statement sets its own `hnsw.*` parameters; the raw connection's session gets
+    /// the planner setting the handler's login (or transaction) has, so both paths run
+    /// the same plan.
+    pub const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 }
 
 pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
@@ -130,6 +127,8 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
 struct Figures {
     dims: usize,
     ef_search: u32,
+    /// Searches ran as one statement (the login role bounds them), not in a transaction.
+    alone: bool,
     handler: Vec<Duration>,
     raw: Vec<Duration>,
     breakdown: Breakdown,
@@ -143,7 +142,7 @@ struct Figures {
 struct Breakdown {
     /// `lambda_http::request::from_str` and the handler's body parser, no database.
     parse: Vec<Duration>,
-    /// `Database::search_nearest`: the read transaction through PgBouncer.
+    /// `Database::search_nearest`: the storage call through PgBouncer.
     storage: Vec<Duration>,
     /// One `SELECT 1` round trip through PgBouncer, and straight to PostgreSQL.
     round_trip_pgbouncer: Vec<Duration>,
@@ -184,7 +183,7 @@ async fn measure(
     );
     let corpus = Corpus::generate(args, dims, groups);
     load(&loader, &corpus).await?;
-    loader.pool().close().await;
+    loader.close().await;
 
     let mut conn = direct
         .connect()
@@ -200,6 +199,14 @@ async fn measure(
     let mut state = Search::new(&config, limits, "namespace")?;
     state.emit_metrics = false; // stdout carries the figures
     state.db.health().await.context("reaching DATABASE_URL")?;
+    let alone = state.db.searches_run_alone().await?;
+    if !alone {
+        eprintln!(
+            "bench: DATABASE_URL's role does not set statement_timeout (≤ DB_STATEMENT_TIMEOUT_MS) \
+             and plan_cache_mode = force_custom_plan: each search opens a transaction to set them \
+             (two more round trips; docs/search.md)"
+        );
+    }
 
     // Unfiltered: handler and raw, alternating.
     let queries = corpus.queries(args.warmup + args.queries, args.seed ^ 0x5eed);
@@ -213,15 +220,7 @@ async fn measure(
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("the handler's parser refused a query: {}", e.message))?;
     let ef_search = parsed[0].ef_search;
-    conn.execute(
-        sql::session_settings(
-            ef_search,
-            parsed[0].iterative_scan,
-            parsed[0].max_scan_tuples,
-        )
-        .as_str(),
-    )
-    .await?;
+    conn.execute(sql::SESSION_SETTINGS).await?;
     let events: Vec<String> = bodies.iter().map(|b| http_v2_event(b)).collect();
 
     eprintln!(
@@ -231,9 +230,14 @@ async fn measure(
     let (mut handler, mut raw) = (Vec::new(), Vec::new());
     let (mut found_handler, mut found_raw) = (0usize, 0usize);
     let mut next_progress = 50;
-    for (i, ((event, query), vector)) in events.iter().zip(&parsed).zip(&queries).enumerate() {
+    // Exact answers first: a 10 ms burst of CPU between timed queries would cool both
+    // paths' processes down, and time would measure the wake-up rather than the query.
+    let exact: Vec<Vec<Uuid>> = queries
+        .iter()
+        .map(|v| corpus.exact(v, args.k, |_| true))
+        .collect();
+    for (i, ((event, query), exact)) in events.iter().zip(&parsed).zip(&exact).enumerate() {
         let timed = i >= args.warmup;
-        let exact = corpus.exact(vector, args.k, |_| true);
         // Alternate which path goes first.
         let order = if i % 2 == 0 {
             [true, false]
@@ -245,13 +249,13 @@ async fn measure(
                 let (elapsed, ids) = call_handler(&state, event).await?;
                 if timed {
                     handler.push(elapsed);
-                    found_handler += overlap(&ids, &exact);
+                    found_handler += overlap(&ids, exact);
                 }
             } else {
                 let (elapsed, ids) = call_raw(&mut conn, query).await?;
                 if timed {
                     raw.push(elapsed);
-                    found_raw += overlap(&ids, &exact);
+                    found_raw += overlap(&ids, exact);
                 }
             }
         }
@@ -326,10 +330,11 @@ async fn measure(
     filtered.plain_fill /= slots;
 
     conn.close().await.ok();
-    state.db.pool().close().await;
+    state.db.close().await;
     Ok(Figures {
         dims,
         ef_search,
+        alone,
         handler,
         raw,
         breakdown,
@@ -491,6 +496,15 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
+        "    round trips per search: {}",
+        if f.alone {
+            "1 (the statement alone: the login role sets its timeout and plan mode)"
+        } else {
+            "3 (a read transaction sets the timeout and plan mode first)"
+        }
+    )?;
+    writeln!(
+        out,
         "  raw statement (direct connection):                p50 {r50:.3} ms  p99 {r99:.3} ms  recall@{} {:.3}",
         args.k, f.recall_raw
     )?;
@@ -502,7 +516,7 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
     let b = &f.breakdown;
     writeln!(
         out,
-        "  where the handler's time goes (p50): event + body parsing {:.3} ms, read transaction \
+        "  where the handler's time goes (p50): event + body parsing {:.3} ms, storage call \
          through PgBouncer {:.3} ms; one round trip: {:.3} ms through PgBouncer, {:.3} ms direct",
         percentile(&b.parse, 50.0),
         percentile(&b.storage, 50.0),
@@ -533,6 +547,7 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
             "queries": args.queries,
             "k": args.k,
             "ef_search": f.ef_search,
+            "search_round_trips": if f.alone { 1 } else { 3 },
             "handler_p50_ms": h50,
             "handler_p99_ms": h99,
             "raw_p50_ms": r50,

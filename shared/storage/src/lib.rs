@@ -17,6 +17,7 @@ mod config;
 mod error;
 pub mod filter;
 pub mod jsonb;
+mod lease;
 pub mod migrate;
 mod purge;
 mod records;
@@ -43,16 +44,18 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::OnceCell;
 
+use lease::{Lease, Source, PING_AFTER_IDLE};
+
 /// A handle on the database: a primary pool, an optional read pool for searches,
 /// and what was learned about the schema (the vector column's dimensions).
 ///
 /// Cheap to share by reference; built once per Lambda execution environment. Pools are
 /// lazy: no connection is opened until the first query, and the connection is then
-/// reused across invocations.
+/// reused across invocations, kept out of the pool between them (see `lease.rs`).
 #[derive(Debug)]
 pub struct Database {
-    primary: PgPool,
-    read: Option<PgPool>,
+    primary: Source,
+    read: Option<Source>,
     statement_timeout: Duration,
     dimensions: OnceCell<usize>,
 }
@@ -60,9 +63,9 @@ pub struct Database {
 impl Database {
     /// Builds lazy pools from `config`; never touches the network.
     pub fn connect_lazy(config: &Config) -> Result<Self, StorageError> {
-        let primary = lazy_pool(&config.database_url, config)?;
+        let primary = Source::new(lazy_pool(&config.database_url, config)?);
         let read = match &config.read_url {
-            Some(url) => Some(lazy_pool(url, config)?),
+            Some(url) => Some(Source::new(lazy_pool(url, config)?)),
             None => None,
         };
         Ok(Self {
@@ -74,12 +77,35 @@ impl Database {
     }
 
     /// The primary pool, for callers (tests, the CLI) that need to run their own checks.
+    /// The handle's parked connection goes back to it first.
     pub fn pool(&self) -> &PgPool {
-        &self.primary
+        self.primary.pool()
     }
 
-    /// The pool searches and item reads use: the read replica when configured.
-    fn read_pool(&self) -> &PgPool {
+    /// Whether searches run as one statement (one round trip): the read connection's
+    /// login role sets `plan_cache_mode = force_custom_plan` and a `statement_timeout` no
+    /// longer than `DB_STATEMENT_TIMEOUT_MS`. Otherwise each search opens a read
+    /// transaction that sets them first.
+    pub async fn searches_run_alone(&self) -> Result<bool, StorageError> {
+        Ok(self
+            .read_source()
+            .login_defaults()
+            .await?
+            .bound_within(self.statement_timeout))
+    }
+
+    /// Hands every connection back and closes the pools.
+    pub async fn close(&self) {
+        for source in [Some(&self.primary), self.read.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            source.pool().close().await;
+        }
+    }
+
+    /// Where searches and item reads go: the read replica when configured.
+    fn read_source(&self) -> &Source {
         self.read.as_ref().unwrap_or(&self.primary)
     }
 
@@ -88,9 +114,11 @@ impl Database {
     pub async fn dimensions(&self) -> Result<usize, StorageError> {
         self.dimensions
             .get_or_try_init(|| async {
+                let mut conn = self.primary.lease().await?;
                 let typmod: Option<i32> = sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS)
-                    .fetch_optional(&self.primary)
+                    .fetch_optional(&mut *conn)
                     .await?;
+                conn.park();
                 match typmod {
                     Some(dims) if dims > 0 => Ok(dims as usize),
                     _ => Err(StorageError::Schema(
@@ -103,27 +131,27 @@ impl Database {
             .copied()
     }
 
-    /// `SELECT 1` through the pool, bounded by the acquire and statement timeouts.
+    /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts.
     pub async fn health(&self) -> Result<(), StorageError> {
-        let mut tx = self.begin(self.read_pool()).await?;
+        let mut conn = self.read_source().lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
         sqlx::query(sql::HEALTH).execute(&mut *tx).await?;
         tx.commit().await?;
+        conn.park();
         Ok(())
     }
 
-    /// Opens a transaction on `pool` with the statement timeout applied transaction-locally.
-    async fn begin(&self, pool: &PgPool) -> Result<Transaction<'static, Postgres>, StorageError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query(sql::SET_STATEMENT_TIMEOUT)
-            .bind(millis(self.statement_timeout))
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+    /// Opens a transaction (`begin`: `BEGIN` or `BEGIN READ ONLY`) on a leased connection
+    /// with the statement timeout applied transaction-locally, in one round trip.
+    async fn begin<'c>(
+        &self,
+        conn: &'c mut Lease<'_>,
+        begin: &str,
+    ) -> Result<Transaction<'c, Postgres>, StorageError> {
+        let statement = sql::begin_with_timeout(begin, self.statement_timeout);
+        Ok((**conn).begin_with(statement).await?)
     }
 }
-
-/// A pooled connection idle at least this long is checked before reuse.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
     let options: PgConnectOptions = url
@@ -149,14 +177,21 @@ fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
         .connect_lazy_with(options.application_name("pgvector-lambda-kit")))
 }
 
-fn millis(duration: Duration) -> String {
-    duration.as_millis().to_string()
-}
-
 /// The statements that are not specific to one operation.
 mod sql {
     pub const EMBEDDING_DIMENSIONS: &str = "SELECT atttypmod FROM pg_attribute \
          WHERE attrelid = to_regclass('embeddings') AND attname = 'embedding' AND NOT attisdropped";
     pub const HEALTH: &str = "SELECT 1";
-    pub const SET_STATEMENT_TIMEOUT: &str = "SELECT set_config('statement_timeout', $1, true)";
+
+    use std::time::Duration;
+
+    /// `begin` and the statement timeout, transaction-local (`set_config(…, true)`), as
+    /// one simple-query message. The protocol takes no parameters there; the value is an
+    /// integer formatted by the kit, never text from a request. 0 would mean no limit.
+    pub fn begin_with_timeout(begin: &str, timeout: Duration) -> String {
+        format!(
+            "{begin}; SELECT set_config('statement_timeout', '{}', true)",
+            timeout.as_millis().max(1)
+        )
+    }
 }

@@ -61,7 +61,8 @@ impl Database {
         holder: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let taken = sqlx::query(sql::ACQUIRE_LEASE)
             .bind(holder)
             .bind(expires_at)
@@ -69,17 +70,20 @@ impl Database {
             .await?
             .is_some();
         tx.commit().await?;
+        conn.park();
         Ok(taken)
     }
 
     /// Gives the lease back early (end of a run).
     pub async fn release_purge_lease(&self, holder: Uuid) -> Result<(), StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         sqlx::query(sql::RELEASE_LEASE)
             .bind(holder)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         Ok(())
     }
 
@@ -92,12 +96,15 @@ impl Database {
         scope: &PurgeScope,
         limit: u32,
     ) -> Result<PurgeBatch, StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         // Belt and braces beside the lease: two batches never interleave.
         let locked: bool = sqlx::query_scalar(sql::BATCH_LOCK)
             .fetch_one(&mut *tx)
             .await?;
         if !locked {
+            tx.commit().await?;
+            conn.park();
             return Ok(PurgeBatch::default());
         }
         let rows = bind_scope(sqlx::query(sql::DELETE_EXPIRED), scope)
@@ -105,16 +112,19 @@ impl Database {
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         counts(rows)
     }
 
     /// Counts what a purge with `scope` would delete now, deleting nothing.
     pub async fn count_expired(&self, scope: &PurgeScope) -> Result<PurgeBatch, StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let rows = bind_scope(sqlx::query(sql::COUNT_EXPIRED), scope)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         counts(rows)
     }
 
@@ -125,32 +135,38 @@ impl Database {
     ) -> Result<(), StorageError> {
         let days = i32::try_from(days)
             .map_err(|_| StorageError::Schema("retention days out of range".into()))?;
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         sqlx::query(sql::SET_RETENTION)
             .bind(namespace.as_str())
             .bind(days)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         Ok(())
     }
 
     /// Removes a namespace's override; returns whether there was one.
     pub async fn unset_retention(&self, namespace: &Namespace) -> Result<bool, StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let removed = sqlx::query(sql::UNSET_RETENTION)
             .bind(namespace.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
         tx.commit().await?;
+        conn.park();
         Ok(removed > 0)
     }
 
     pub async fn list_retention(&self) -> Result<Vec<RetentionPolicy>, StorageError> {
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let rows = sqlx::query(sql::LIST_RETENTION).fetch_all(&mut *tx).await?;
         tx.commit().await?;
+        conn.park();
         rows.iter()
             .map(|row| {
                 Ok(RetentionPolicy {

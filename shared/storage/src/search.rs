@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::{Connection, Postgres, Row};
 use uuid::Uuid;
 
 use crate::filter::{self, Bind, Filter};
@@ -72,63 +72,60 @@ impl Database {
     /// The `k` rows of `query.namespace` nearest to `query.vector` by cosine distance,
     /// ascending, that pass the filter and the distance ceiling.
     ///
-    /// Runs in one read transaction on the read pool with every per-request setting
-    /// (`statement_timeout`, `hnsw.ef_search`, `hnsw.iterative_scan`,
-    /// `hnsw.max_scan_tuples`) applied with `set_config(…, true)`, so nothing outlives
-    /// the transaction on a pooled server connection.
+    /// Every per-request setting is transaction-local, so nothing outlives the request on
+    /// a pooled server connection. The index settings (`hnsw.ef_search`,
+    /// `hnsw.iterative_scan`, `hnsw.max_scan_tuples`) ride in the statement itself (see
+    /// [`search_statement`]). `statement_timeout` and `plan_cache_mode` must be in place
+    /// before a statement starts: when the login role already sets them (a timeout no
+    /// longer than this query's, custom plans), the statement runs alone, in one round
+    /// trip; otherwise it runs in a read transaction that sets them first (two more).
     pub async fn search_nearest(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
         let statement = search_statement(query.filter.as_ref());
-        let mut tx = self.begin_search(query).await?;
-        let rows = statement.bind(query).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let source = self.read_source();
+        let timeout = query.timeout.unwrap_or(self.statement_timeout);
+        let alone = source.login_defaults().await?.bound_within(timeout);
+        let mut conn = source.lease().await?;
+        let rows = if alone {
+            statement.bind(query).fetch_all(&mut *conn).await?
+        } else {
+            let mut tx = conn.begin_with(sql::begin_search(timeout)).await?;
+            let rows = statement.bind(query).fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        };
+        conn.park();
         rows.iter().map(hit_from_row).collect()
     }
 
     /// `EXPLAIN (FORMAT JSON)` of exactly the statement [`Database::search_nearest`] runs,
-    /// with the same binds and per-request settings.
+    /// with the same binds, planned for those values (`force_custom_plan`).
     pub async fn explain_search(
         &self,
         query: &SearchQuery,
     ) -> Result<serde_json::Value, StorageError> {
         let statement = search_statement(query.filter.as_ref());
         let explain = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
-        let mut tx = self.begin_search(query).await?;
+        let timeout = query.timeout.unwrap_or(self.statement_timeout);
+        let mut conn = self.read_source().lease().await?;
+        let mut tx = conn.begin_with(sql::begin_search(timeout)).await?;
         let row = bind_search(sqlx::query(&explain), query, statement.binds.clone())
             .fetch_one(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         Ok(row.try_get::<Json<serde_json::Value>, _>(0)?.0)
     }
 
-    /// A read transaction with the query's settings applied transaction-locally, opened
-    /// in one round trip: `BEGIN` and the `set_config` calls travel as one simple-query
-    /// message (through PgBouncer each round trip costs about as much as parsing the
-    /// request, so the search path makes three: this, the query, `COMMIT`).
-    async fn begin_search(
-        &self,
-        query: &SearchQuery,
-    ) -> Result<Transaction<'static, Postgres>, StorageError> {
-        let timeout = query.timeout.unwrap_or(self.statement_timeout);
-        let begin = sql::begin_search(
-            // 0 would mean no timeout at all.
-            timeout.as_millis().max(1),
-            query.ef_search,
-            query.iterative_scan,
-            query.max_scan_tuples,
-        );
-        Ok(self.read_pool().begin_with(begin).await?)
-    }
-
-    /// One item by key, or `None`, in a read transaction (on the read pool) opened with
-    /// its statement timeout in one round trip.
+    /// One item by key, or `None`, in a read transaction (on the read connection) opened
+    /// with its statement timeout in one round trip.
     pub async fn get_item(
         &self,
         namespace: &Namespace,
         id: Uuid,
         include_vector: bool,
     ) -> Result<Option<Item>, StorageError> {
-        let begin = sql::begin_read(self.statement_timeout.as_millis().max(1));
-        let mut tx = self.read_pool().begin_with(begin).await?;
+        let mut conn = self.read_source().lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
         let row = sqlx::query(sql::GET_ITEM)
             .bind(namespace.as_str())
             .bind(id)
@@ -136,6 +133,7 @@ impl Database {
             .fetch_optional(&mut *tx)
             .await?;
         tx.commit().await?;
+        conn.park();
         row.map(|row| {
             Ok(Item {
                 id: row.try_get("id")?,
@@ -161,10 +159,18 @@ pub struct SearchStatement {
     binds: Vec<Bind>,
 }
 
-/// Parameters `$1..$6` are fixed (vector, namespace, k, max_distance, include
-/// metadata, include content, include vector → `$7`); filter binds follow.
+/// Parameters `$1..$10` are fixed (vector, namespace, k, max_distance, include
+/// metadata, content, vector, then ef_search, iterative scan mode, max scan tuples);
+/// filter binds follow.
+///
+/// The index settings are applied by the statement itself: the operand of the index's
+/// `ORDER BY` is a scalar subquery that calls `set_config(…, true)` and returns the
+/// query vector. PostgreSQL runs it as an InitPlan when the index scan is (re)started,
+/// before pgvector's first `hnswgettuple` reads the settings, and `true` makes them
+/// transaction-local: they end with the statement's own (implicit or explicit)
+/// transaction, so nothing reaches the next client of a pooled server connection.
 pub fn search_statement(filter: Option<&Filter>) -> SearchStatement {
-    const FIXED_PARAMS: usize = 7;
+    const FIXED_PARAMS: usize = 10;
     let compiled = filter
         .map(|f| filter::compile(f, FIXED_PARAMS + 1))
         .unwrap_or_default();
@@ -184,7 +190,13 @@ pub fn search_statement(filter: Option<&Filter>) -> SearchStatement {
                    CASE WHEN $7 THEN embedding END AS embedding
             FROM embeddings
             WHERE namespace = $2{condition}
-            ORDER BY embedding <=> $1
+            ORDER BY embedding <=> (
+                SELECT $1 FROM (SELECT
+                    set_config('hnsw.ef_search', $8::integer::text, true),
+                    set_config('hnsw.iterative_scan', $9::text, true),
+                    set_config('hnsw.max_scan_tuples', $10::integer::text, true)
+                ) AS scan_settings
+            )
             LIMIT $3
         )
         SELECT id, distance, metadata, content, embedding FROM nearest
@@ -217,7 +229,14 @@ fn bind_search<'q>(
         .bind(query.max_distance)
         .bind(query.include.metadata)
         .bind(query.include.content)
-        .bind(query.include.vector);
+        .bind(query.include.vector)
+        .bind(i32::try_from(query.ef_search).unwrap_or(i32::MAX))
+        .bind(if query.iterative_scan {
+            "relaxed_order"
+        } else {
+            "off"
+        })
+        .bind(i32::try_from(query.max_scan_tuples).unwrap_or(i32::MAX));
     for bind in binds {
         statement = match bind {
             Bind::Text(text) => statement.bind(text),
@@ -245,37 +264,18 @@ fn hit_from_row(row: &sqlx::postgres::PgRow) -> Result<Hit, StorageError> {
 }
 
 mod sql {
-    /// `BEGIN` plus every per-request setting, transaction-local (`set_config(…, true)`):
-    /// nothing outlives the transaction on a pooled server connection. The simple-query
-    /// protocol takes no parameters, so the values are formatted in; the signature admits
-    /// only integers and a flag, never text from a request.
+    use std::time::Duration;
+
+    /// A read transaction with the settings that must precede a search statement,
+    /// transaction-local, in one round trip.
     ///
     /// `plan_cache_mode`: the best plan (HNSW index or an exact scan) depends on the
     /// values (k, the filter's selectivity); a cached generic plan would ignore them.
-    pub fn begin_search(
-        timeout_ms: u128,
-        ef_search: u32,
-        iterative_scan: bool,
-        max_scan_tuples: u32,
-    ) -> String {
-        let iterative = if iterative_scan {
-            "relaxed_order"
-        } else {
-            "off"
-        };
+    pub fn begin_search(timeout: Duration) -> String {
         format!(
-            "BEGIN READ ONLY; \
-             SELECT set_config('statement_timeout', '{timeout_ms}', true), \
-                    set_config('hnsw.ef_search', '{ef_search}', true), \
-                    set_config('hnsw.iterative_scan', '{iterative}', true), \
-                    set_config('hnsw.max_scan_tuples', '{max_scan_tuples}', true), \
-                    set_config('plan_cache_mode', 'force_custom_plan', true)"
+            "{}, set_config('plan_cache_mode', 'force_custom_plan', true)",
+            crate::sql::begin_with_timeout("BEGIN READ ONLY", timeout)
         )
-    }
-
-    /// `BEGIN` with the statement timeout, transaction-local, in one message.
-    pub fn begin_read(timeout_ms: u128) -> String {
-        format!("BEGIN READ ONLY; SELECT set_config('statement_timeout', '{timeout_ms}', true)")
     }
 
     pub const GET_ITEM: &str =
@@ -289,19 +289,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn search_settings_are_transaction_local_and_only_numbers() {
-        let begin = sql::begin_search(4321, 777, true, 12_345);
+    fn settings_are_transaction_local_and_only_numbers() {
+        let begin = sql::begin_search(Duration::from_millis(4321));
         assert!(begin.starts_with("BEGIN READ ONLY;"), "{begin}");
-        assert_eq!(begin.matches("set_config(").count(), 5, "{begin}");
-        assert_eq!(begin.matches(", true)").count(), 5, "{begin}");
-        for value in ["'4321'", "'777'", "'relaxed_order'", "'12345'"] {
-            assert!(begin.contains(value), "{value} in {begin}");
+        assert_eq!(begin.matches("set_config(").count(), 2, "{begin}");
+        assert_eq!(begin.matches(", true)").count(), 2, "{begin}");
+        assert!(begin.contains("'statement_timeout', '4321'"), "{begin}");
+        assert!(sql::begin_search(Duration::ZERO).contains("'statement_timeout', '1'"));
+        let statement = search_statement(None).sql;
+        for setting in [
+            "hnsw.ef_search",
+            "hnsw.iterative_scan",
+            "hnsw.max_scan_tuples",
+        ] {
+            assert!(
+                statement.contains(&format!("set_config('{setting}', $")),
+                "{setting} is bound, transaction-local: {statement}"
+            );
         }
-        assert!(sql::begin_search(1, 1, false, 1).contains("'hnsw.iterative_scan', 'off'"));
-        assert_eq!(
-            sql::begin_read(5000),
-            "BEGIN READ ONLY; SELECT set_config('statement_timeout', '5000', true)"
-        );
+        assert_eq!(statement.matches(", true)").count(), 3, "{statement}");
     }
 
     #[test]

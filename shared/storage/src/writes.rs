@@ -60,7 +60,8 @@ impl Database {
         };
         let (upserts, deletes) = UpsertColumns::split(&winners);
 
-        let mut tx = self.begin(&self.primary).await?;
+        let mut conn = self.primary.lease().await?;
+        let mut tx = self.begin(&mut conn, "BEGIN").await?;
         if !upserts.ids.is_empty() {
             let (written, stale): (i64, i64) = sqlx::query_as(sql::UPSERT)
                 .bind(&upserts.namespaces)
@@ -88,6 +89,7 @@ impl Database {
             outcome.unchanged += deletes.ids.len().saturating_sub((removed + stale) as usize);
         }
         tx.commit().await?;
+        conn.park();
         Ok(outcome)
     }
 }

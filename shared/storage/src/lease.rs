@@ -1,0 +1,220 @@
+//! A pool plus the one connection kept out of it between operations ("parked").
+//!
+//! sqlx checks every connection handed back to its pool with a round trip (an empty
+//! `Sync`). Behind PgBouncer that round trip needs a server connection, so each search
+//! cost PgBouncer and PostgreSQL two server assignments instead of one, and the next
+//! operation could wait for the check to finish. A Lambda execution environment runs
+//! one invocation at a time, so the handle keeps the connection its last operation
+//! finished cleanly on and the next operation takes it straight back, without the
+//! check. The connection still counts against the pool's size.
+//!
+//! - An operation that fails, or is dropped half-way, never parks its connection: it
+//!   goes back to the pool, whose check flushes a pending `ROLLBACK` or finds the
+//!   connection broken and closes it.
+//! - A connection parked for at least [`PING_AFTER_IDLE`] (a frozen Lambda environment,
+//!   a quiet hour) is pinged before reuse; a dead one is closed and replaced.
+//! - Parked past the pool's idle timeout, it is closed; parked connections go back to
+//!   the pool once they reach its maximum lifetime, so the pool can rotate them.
+//! - Operations that run at the same time on one handle (tests, the CLI) get the parked
+//!   connection or a pool connection, whichever is free first.
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::sync::{Mutex, MutexGuard, OnceCell};
+
+use crate::StorageError;
+
+/// A connection idle at least this long is checked before reuse (parked or pooled).
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A pool, its parked connection, and what its login brings to every statement.
+#[derive(Debug)]
+pub(crate) struct Source {
+    pool: PgPool,
+    parked: Mutex<Option<Parked>>,
+    login: OnceCell<LoginDefaults>,
+}
+
+#[derive(Debug)]
+struct Parked {
+    conn: PoolConnection<Postgres>,
+    since: Instant,
+    /// When this connection was first taken from the pool (for the lifetime limit).
+    leased_at: Instant,
+}
+
+/// The settings a pool's login role starts every server connection with, read once:
+/// when they already bound each statement, a search needs no transaction to set them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoginDefaults {
+    /// `statement_timeout` (`None` when 0: no limit).
+    pub statement_timeout: Option<Duration>,
+    /// `plan_cache_mode = force_custom_plan`.
+    pub custom_plans: bool,
+}
+
+impl LoginDefaults {
+    /// Whether a statement run without a transaction of its own is planned for its
+    /// values and stopped within `timeout` (by the login's own, possibly stricter, limit).
+    pub fn bound_within(&self, timeout: Duration) -> bool {
+        self.custom_plans && self.statement_timeout.is_some_and(|t| t <= timeout)
+    }
+}
+
+impl Source {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            parked: Mutex::new(None),
+            login: OnceCell::new(),
+        }
+    }
+
+    /// The pool, with the parked connection handed back to it first, for callers that
+    /// use the pool directly (its size counts the parked connection).
+    pub fn pool(&self) -> &PgPool {
+        if let Ok(mut slot) = self.parked.try_lock() {
+            slot.take();
+        }
+        &self.pool
+    }
+
+    /// The login's defaults, read on first use and cached for the life of the handle.
+    pub async fn login_defaults(&self) -> Result<LoginDefaults, StorageError> {
+        self.login
+            .get_or_try_init(|| async {
+                let mut conn = self.lease().await?;
+                let (timeout_ms, plan_cache_mode): (i64, String) =
+                    sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn).await?;
+                conn.park();
+                let defaults = LoginDefaults {
+                    statement_timeout: u64::try_from(timeout_ms)
+                        .ok()
+                        .filter(|ms| *ms > 0)
+                        .map(Duration::from_millis),
+                    custom_plans: plan_cache_mode == "force_custom_plan",
+                };
+                tracing::info!(
+                    statement_timeout_ms = timeout_ms,
+                    plan_cache_mode,
+                    "database login defaults (searches run as one statement when they bound it)"
+                );
+                Ok(defaults)
+            })
+            .await
+            .copied()
+    }
+
+    /// A connection for one operation: the parked one when it is free and alive,
+    /// otherwise one from the pool (bounded by the pool's acquire timeout).
+    pub async fn lease(&self) -> Result<Lease<'_>, StorageError> {
+        let mut slot = match self.parked.try_lock() {
+            Ok(slot) => slot,
+            Err(_) => tokio::select! {
+                slot = self.parked.lock() => slot,
+                conn = self.pool.acquire() => return Ok(Lease::new(self, conn?, Instant::now(), None)),
+            },
+        };
+        if let Some(parked) = slot.take() {
+            let leased_at = parked.leased_at;
+            if let Some(conn) = self.revive(parked).await {
+                return Ok(Lease::new(self, conn, leased_at, Some(slot)));
+            }
+        }
+        let conn = self.pool.acquire().await?;
+        Ok(Lease::new(self, conn, Instant::now(), Some(slot)))
+    }
+
+    /// The parked connection if it may still be used; otherwise it is closed (idle too
+    /// long, or dead) or handed back to the pool (at the end of its lifetime).
+    async fn revive(&self, parked: Parked) -> Option<PoolConnection<Postgres>> {
+        let options = self.pool.options();
+        let Parked {
+            mut conn,
+            since,
+            leased_at,
+        } = parked;
+        if options
+            .get_max_lifetime()
+            .is_some_and(|max| leased_at.elapsed() >= max)
+        {
+            return None; // dropped: the pool closes it if it is past its lifetime
+        }
+        let idle = since.elapsed();
+        let stale = options.get_idle_timeout().is_some_and(|max| idle >= max);
+        if stale || (idle >= PING_AFTER_IDLE && conn.ping().await.is_err()) {
+            conn.close_on_drop();
+            return None;
+        }
+        Some(conn)
+    }
+}
+
+/// A connection borrowed for one operation. [`Lease::park`] keeps it for the next
+/// operation; dropping the lease instead hands it back to the pool.
+pub(crate) struct Lease<'a> {
+    source: &'a Source,
+    conn: Option<PoolConnection<Postgres>>,
+    leased_at: Instant,
+    /// Held while the parked connection is in use, so nobody else parks one meanwhile.
+    slot: Option<MutexGuard<'a, Option<Parked>>>,
+}
+
+impl<'a> Lease<'a> {
+    fn new(
+        source: &'a Source,
+        conn: PoolConnection<Postgres>,
+        leased_at: Instant,
+        slot: Option<MutexGuard<'a, Option<Parked>>>,
+    ) -> Self {
+        Self {
+            source,
+            conn: Some(conn),
+            leased_at,
+            slot,
+        }
+    }
+
+    /// The operation finished cleanly (committed, nothing pending on the connection):
+    /// keep the connection for the next one, unless another is parked already.
+    pub fn park(mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let parked = Parked {
+            conn,
+            since: Instant::now(),
+            leased_at: self.leased_at,
+        };
+        if let Some(slot) = self.slot.as_mut() {
+            **slot = Some(parked);
+        } else if let Ok(mut slot) = self.source.parked.try_lock() {
+            if slot.is_none() {
+                *slot = Some(parked);
+            }
+        }
+    }
+}
+
+impl Deref for Lease<'_> {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.conn
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
+    }
+}
+
+/// The login's own `statement_timeout` (in milliseconds) and `plan_cache_mode`.
+const LOGIN_DEFAULTS: &str = "SELECT setting::bigint, current_setting('plan_cache_mode') \
+     FROM pg_settings WHERE name = 'statement_timeout'";

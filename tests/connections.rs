@@ -1,0 +1,243 @@
+//! How storage uses its connections through PgBouncer: a search is one statement and
+//! one server assignment, the connection is kept between operations without the pool's
+//! check, a kept connection that died is replaced, and the statement timeout holds in
+//! both search modes (set by the login role, or by a transaction around the statement).
+
+use std::time::{Duration, Instant};
+
+use kit_tests::corpus::{clustered, DIMS};
+use kit_tests::proxy::Proxy;
+use kit_tests::search_corpus::seed_rows;
+use kit_tests::TestDb;
+use serde_json::Map;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Row};
+use storage::{Config, Database, ErrorClass, Include, Namespace, SearchQuery, Vector};
+
+/// A seeded database (`rows` rows, with statistics) and a query over it.
+async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
+    let t = TestDb::new().await.unwrap();
+    let vectors = clustered(rows, 3, DIMS, 0.5, 91);
+    seed_rows(&t, "default", &vectors, &vec![Map::new(); vectors.len()])
+        .await
+        .unwrap();
+    let admin = t.admin_pool().await.unwrap();
+    sqlx::query("ANALYZE embeddings")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let query = SearchQuery {
+        namespace: Namespace::default(),
+        vector: Vector::from(vectors[0].clone()),
+        k: 10,
+        filter: None,
+        max_distance: None,
+        include: Include::default(),
+        ef_search: 40,
+        iterative_scan: true,
+        max_scan_tuples: 20_000,
+        timeout: None,
+    };
+    (t, query)
+}
+
+/// PgBouncer's counters for this test's database: (server assignments, queries).
+async fn pgbouncer_counters(t: &TestDb) -> (i64, i64) {
+    // The admin console, reached at PgBouncer's address as the admin role.
+    let bouncer: PgConnectOptions = t.app_url.parse().unwrap();
+    let admin: PgConnectOptions = std::env::var("DATABASE_ADMIN_URL")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut console = admin
+        .host(bouncer.get_host())
+        .port(bouncer.get_port())
+        .database("pgbouncer")
+        .connect()
+        .await
+        .expect("PgBouncer's admin console (admin_users)");
+    let rows = sqlx::raw_sql("SHOW STATS")
+        .fetch_all(&mut console)
+        .await
+        .unwrap();
+    let row = rows
+        .iter()
+        .find(|row| row.get::<String, _>("database") == t.name)
+        .expect("PgBouncer has stats for the test's database");
+    // The console answers in text; its counters are NUMERIC.
+    let number = |column: &str| -> i64 {
+        row.try_get_unchecked::<String, _>(column)
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        number("total_server_assignment_count"),
+        number("total_query_count"),
+    )
+}
+
+#[tokio::test]
+async fn a_search_is_one_statement_and_one_server_assignment() {
+    let (t, query) = seeded(60).await;
+    assert!(
+        t.db.searches_run_alone().await.unwrap(),
+        "the local stack's role sets statement_timeout and plan_cache_mode (scripts/stack.sh)"
+    );
+    t.db.search_nearest(&query).await.unwrap(); // the connection is now kept
+    let (assignments, queries) = pgbouncer_counters(&t).await;
+    for _ in 0..20 {
+        assert_eq!(t.db.search_nearest(&query).await.unwrap().len(), 10);
+    }
+    let (assignments_after, queries_after) = pgbouncer_counters(&t).await;
+    assert_eq!(
+        (assignments_after - assignments, queries_after - queries),
+        (20, 20),
+        "each search: one statement, and no check of the connection afterwards"
+    );
+
+    // Without the role's settings, a transaction sets them: still one server
+    // assignment per search, but three messages.
+    let mut config = t.config();
+    config.statement_timeout = Duration::from_millis(4_000); // below the role's 5 s
+    let db = Database::connect_lazy(&config).unwrap();
+    assert!(!db.searches_run_alone().await.unwrap());
+    db.search_nearest(&query).await.unwrap();
+    let (assignments, queries) = pgbouncer_counters(&t).await;
+    for _ in 0..10 {
+        assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
+    }
+    let (assignments_after, queries_after) = pgbouncer_counters(&t).await;
+    assert_eq!(assignments_after - assignments, 10);
+    assert!(
+        queries_after - queries >= 20,
+        "BEGIN with the settings, the statement, COMMIT: {} queries",
+        queries_after - queries
+    );
+    db.close().await;
+}
+
+/// The index settings travel inside the statement: a tiny `ef_search` without
+/// iterative scans caps the rows an HNSW scan can return, in both modes.
+#[tokio::test]
+async fn per_request_index_settings_reach_the_scan_in_both_modes() {
+    // Enough rows that the planner takes the index (a tiny table is scanned exactly).
+    let (t, mut query) = seeded(1_500).await;
+    query.iterative_scan = false;
+    query.ef_search = 3;
+    let plan = t.db.explain_search(&query).await.unwrap().to_string();
+    assert!(plan.contains("embeddings_embedding_hnsw"), "{plan}");
+    let mut config = t.config();
+    config.statement_timeout = Duration::from_millis(4_000);
+    let in_transaction = Database::connect_lazy(&config).unwrap();
+    for (db, alone) in [(&t.db, true), (&in_transaction, false)] {
+        assert_eq!(db.searches_run_alone().await.unwrap(), alone);
+        assert_eq!(
+            db.search_nearest(&query).await.unwrap().len(),
+            3,
+            "ef_search = 3 applied (alone: {alone})"
+        );
+        query.ef_search = 7;
+        assert_eq!(db.search_nearest(&query).await.unwrap().len(), 7);
+        query.ef_search = 3;
+    }
+    in_transaction.close().await;
+}
+
+/// A connection kept between operations that died while idle (PgBouncer restarted, a
+/// load balancer dropped it, the Lambda environment was frozen) is checked and
+/// replaced, so the next search succeeds.
+#[tokio::test]
+async fn a_kept_connection_that_died_while_idle_is_replaced() {
+    let (t, query) = seeded(60).await;
+    let proxy = Proxy::start(&t.app_url).await;
+    let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
+    db.search_nearest(&query).await.unwrap();
+
+    proxy.down(); // every connection through the proxy is cut
+    proxy.up().await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await; // idle past the check's threshold
+    assert_eq!(
+        db.search_nearest(&query)
+            .await
+            .expect("the dead connection is replaced, not used")
+            .len(),
+        10
+    );
+    db.close().await;
+}
+
+/// A connection whose operation failed goes back to the pool (which finds it broken),
+/// never to the next operation.
+#[tokio::test]
+async fn a_connection_that_failed_is_not_reused() {
+    let (t, query) = seeded(60).await;
+    let proxy = Proxy::start(&t.app_url).await;
+    let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
+    db.search_nearest(&query).await.unwrap();
+
+    proxy.down();
+    proxy.up().await;
+    // Used again at once (no idle check): this search meets the cut connection.
+    let error = db.search_nearest(&query).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::Transient, "{error}");
+    for _ in 0..3 {
+        assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
+    }
+    db.close().await;
+}
+
+/// A search blocked behind a lock is cancelled by the server at the statement timeout:
+/// the handle's own (set by the transaction around the statement) or the login role's
+/// (when the statement runs alone).
+#[tokio::test]
+async fn a_blocked_search_is_cancelled_at_the_statement_timeout_in_both_modes() {
+    let (t, query) = seeded(60).await;
+    let admin = t.admin_pool().await.unwrap();
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let role_timeout: Duration = role_statement_timeout(&t.config()).await;
+
+    let mut config = t.config();
+    config.statement_timeout = Duration::from_millis(300);
+    let in_transaction = Database::connect_lazy(&config).unwrap();
+    for (db, limit, alone) in [
+        (&in_transaction, Duration::from_millis(300), false),
+        (&t.db, role_timeout, true),
+    ] {
+        assert_eq!(db.searches_run_alone().await.unwrap(), alone);
+        let started = Instant::now();
+        let outcome =
+            tokio::time::timeout(limit + Duration::from_secs(10), db.search_nearest(&query))
+                .await
+                .unwrap_or_else(|_| panic!("no timeout cancelled the search (alone: {alone})"));
+        let error = outcome.unwrap_err();
+        assert_eq!(error.sqlstate().as_deref(), Some("57014"), "{error}");
+        assert!(
+            started.elapsed() >= limit,
+            "cancelled after {:?}, before {limit:?}",
+            started.elapsed()
+        );
+    }
+    locker.rollback().await.unwrap();
+    in_transaction.close().await;
+}
+
+/// The login role's own `statement_timeout`, read on a fresh connection.
+async fn role_statement_timeout(config: &Config) -> Duration {
+    let mut conn: sqlx::PgConnection = sqlx::Connection::connect(&config.database_url)
+        .await
+        .unwrap();
+    let ms: i64 = sqlx::query_scalar(
+        "SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(ms > 0, "the local stack's role sets a statement timeout");
+    Duration::from_millis(ms as u64)
+}

@@ -4,11 +4,10 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
-use storage::{jsonb, parse_setting, ConfigError, Namespace, Upsert, Vector, WriteOp};
+use storage::{jsonb, parse_setting, ConfigError, JsonVector, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 /// Bounds on what one message may carry. Defaults keep a 10,000-record batch in memory
@@ -182,7 +181,7 @@ struct RawMessage<'a> {
     #[serde(borrow)]
     namespace: Option<&'a RawValue>,
     #[serde(default)]
-    embedding: EmbeddingField,
+    embedding: JsonVector,
     #[serde(borrow)]
     content: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -307,27 +306,27 @@ fn parse_version(raw: Option<&RawValue>) -> Result<i64, Rejection> {
         })
 }
 
-fn parse_embedding(field: EmbeddingField, dimensions: usize) -> Result<Vector, Rejection> {
+fn parse_embedding(field: JsonVector, dimensions: usize) -> Result<Vector, Rejection> {
     let values = match field {
-        EmbeddingField::Missing => {
+        JsonVector::Missing => {
             return Err(reject(
                 Reason::MissingEmbedding,
                 "embedding is required for upsert",
             ))
         }
-        EmbeddingField::NotAnArray(found) => {
+        JsonVector::NotAnArray(found) => {
             return Err(reject(
                 Reason::InvalidEmbedding,
                 format!("embedding must be an array of numbers, got {found}"),
             ))
         }
-        EmbeddingField::NotANumber { position, found } => {
+        JsonVector::NotANumber { position, found } => {
             return Err(reject(
                 Reason::InvalidEmbedding,
                 format!("embedding must be an array of numbers: embedding[{position}] is {found}"),
             ))
         }
-        EmbeddingField::Values(values) => values,
+        JsonVector::Values(values) => values,
     };
     if values.len() != dimensions {
         return Err(reject(
@@ -342,141 +341,6 @@ fn parse_embedding(field: EmbeddingField, dimensions: usize) -> Result<Vector, R
         ));
     }
     Ok(Vector::from(values))
-}
-
-/// The `embedding` field as read in the message's single pass. JSON has no NaN or
-/// Infinity literals; a number beyond f32's range becomes infinite here and is refused
-/// afterwards as a non-finite value.
-#[derive(Debug, Default)]
-enum EmbeddingField {
-    /// Absent or `null`.
-    #[default]
-    Missing,
-    Values(Vec<f32>),
-    /// An array holding something other than a number at `position`.
-    NotANumber {
-        position: usize,
-        found: &'static str,
-    },
-    NotAnArray(&'static str),
-}
-
-impl<'de> Deserialize<'de> for EmbeddingField {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(EmbeddingVisitor)
-    }
-}
-
-struct EmbeddingVisitor;
-
-impl<'de> Visitor<'de> for EmbeddingVisitor {
-    type Value = EmbeddingField;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of numbers")
-    }
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::Missing)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(element) = seq.next_element::<Element>()? {
-            match element {
-                Element::Number(v) => values.push(v),
-                Element::Other(found) => {
-                    let position = values.len();
-                    // Read the rest so the message stays well-formed JSON to the parser.
-                    while seq.next_element::<IgnoredAny>()?.is_some() {}
-                    return Ok(EmbeddingField::NotANumber { position, found });
-                }
-            }
-        }
-        Ok(EmbeddingField::Values(values))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::NotAnArray("a boolean"))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::NotAnArray("a number"))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::NotAnArray("a number"))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::NotAnArray("a number"))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(EmbeddingField::NotAnArray("a string"))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(EmbeddingField::NotAnArray("an object"))
-    }
-}
-
-/// One element of the embedding array: a number (as f32, the way serde's own `f32`
-/// conversion rounds it) or the JSON type found instead.
-enum Element {
-    Number(f32),
-    Other(&'static str),
-}
-
-impl<'de> Deserialize<'de> for Element {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ElementVisitor)
-    }
-}
-
-struct ElementVisitor;
-
-impl<'de> Visitor<'de> for ElementVisitor {
-    type Value = Element;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a number")
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Element, E> {
-        Ok(Element::Number(v as f32))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Element, E> {
-        Ok(Element::Number(v as f32))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Element, E> {
-        Ok(Element::Number(v as f32))
-    }
-
-    fn visit_unit<E>(self) -> Result<Element, E> {
-        Ok(Element::Other("null"))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
-        Ok(Element::Other("a boolean"))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Element, E> {
-        Ok(Element::Other("a string"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Element::Other("an array"))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Element::Other("an object"))
-    }
 }
 
 fn parse_content(raw: Option<&RawValue>, limits: &Limits) -> Result<Option<String>, Rejection> {

@@ -1,11 +1,8 @@
 //! `POST /search` bodies, parsed once into storage's [`SearchQuery`].
 
-use std::fmt;
-
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
-use storage::{parse_setting, ConfigError, Include, Namespace, SearchQuery, Vector};
+use storage::{parse_setting, ConfigError, Include, JsonVector, Namespace, SearchQuery, Vector};
 
 use crate::error::ApiError;
 use crate::filter::{parse_filter, FilterLimits};
@@ -155,7 +152,8 @@ pub fn namespace_claim_from_lookup(
 #[serde(deny_unknown_fields)]
 struct RawSearch {
     namespace: Option<String>,
-    vector: Option<RawVector>,
+    #[serde(default)]
+    vector: JsonVector,
     k: Option<Value>,
     filter: Option<Value>,
     max_distance: Option<Value>,
@@ -185,7 +183,7 @@ pub fn parse_search(
     })?;
 
     let namespace = resolve_namespace(raw.namespace.as_deref(), authorized)?;
-    let vector = parse_vector(raw.vector.as_ref(), dimensions)?;
+    let vector = parse_vector(raw.vector, dimensions)?;
     let k = bounded_u32(
         raw.k.as_ref(),
         "k",
@@ -259,162 +257,31 @@ pub fn resolve_namespace(
     }
 }
 
-/// The `vector` field as sent, read straight into numbers: no `Value` per element
-/// (half the body parsing time at 1536 dimensions). What else was sent is described
-/// for the error message.
-enum RawVector {
-    Numbers(Vec<f64>),
-    /// The first element that is not a number: its index and what it was.
-    NotANumber(usize, &'static str),
-    NotAnArray,
-}
-
-impl<'de> Deserialize<'de> for RawVector {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(RawVectorVisitor)
-    }
-}
-
-struct RawVectorVisitor;
-
-impl<'de> Visitor<'de> for RawVectorVisitor {
-    type Value = RawVector;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of numbers")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawVector, A::Error> {
-        let mut numbers = Vec::with_capacity(seq.size_hint().unwrap_or(1536).min(16_000));
-        while let Some(element) = seq.next_element::<Element>()? {
-            match element {
-                Element::Number(number) => numbers.push(number),
-                Element::Other(kind) => {
-                    while seq.next_element::<IgnoredAny>()?.is_some() {}
-                    return Ok(RawVector::NotANumber(numbers.len(), kind));
-                }
-            }
-        }
-        Ok(RawVector::Numbers(numbers))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawVector, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-
-    fn visit_unit<E>(self) -> Result<RawVector, E> {
-        Ok(RawVector::NotAnArray)
-    }
-}
-
-/// One element of `vector`: a number, or the kind of JSON value it was instead.
-enum Element {
-    Number(f64),
-    Other(&'static str),
-}
-
-impl<'de> Deserialize<'de> for Element {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ElementVisitor)
-    }
-}
-
-struct ElementVisitor;
-
-impl<'de> Visitor<'de> for ElementVisitor {
-    type Value = Element;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number")
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Element, E> {
-        Ok(Element::Number(n))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<Element, E> {
-        Ok(Element::Number(n as f64))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Element, E> {
-        Ok(Element::Number(n as f64))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Element, E> {
-        Ok(Element::Other("a boolean"))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<Element, E> {
-        Ok(Element::Other("a string"))
-    }
-
-    fn visit_unit<E>(self) -> Result<Element, E> {
-        Ok(Element::Other("null"))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Element::Other("an array"))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Element, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Element::Other("an object"))
-    }
-}
-
-fn parse_vector(value: Option<&RawVector>, dimensions: usize) -> Result<Vector, ApiError> {
+fn parse_vector(vector: JsonVector, dimensions: usize) -> Result<Vector, ApiError> {
     let invalid = |message: String| ApiError::bad_request("invalid_vector", message);
-    let numbers = match value {
-        Some(RawVector::Numbers(numbers)) => numbers,
-        Some(RawVector::NotANumber(i, kind)) => {
+    let values = match vector {
+        JsonVector::Values(values) => values,
+        JsonVector::NotANumber { position, found } => {
             return Err(invalid(format!(
-                "vector[{i}] must be a finite number, got {kind}"
+                "vector[{position}] must be a finite number, got {found}"
             )))
         }
-        None | Some(RawVector::NotAnArray) => {
+        JsonVector::Missing | JsonVector::NotAnArray(_) => {
             return Err(invalid(format!(
                 "vector is required: an array of {dimensions} numbers"
             )))
         }
     };
-    if numbers.len() != dimensions {
+    if values.len() != dimensions {
         return Err(invalid(format!(
             "expected {dimensions} dimensions, got {}",
-            numbers.len()
+            values.len()
         )));
     }
-    let mut values = Vec::with_capacity(dimensions);
-    for (i, number) in numbers.iter().enumerate() {
-        match *number as f32 {
-            v if v.is_finite() => values.push(v),
-            _ => {
-                return Err(invalid(format!(
-                    "vector[{i}] must be a finite number, got {number}"
-                )))
-            }
-        }
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(invalid(format!(
+            "vector[{i}] must be a finite number (32-bit float)"
+        )));
     }
     if values.iter().all(|v| *v == 0.0) {
         return Err(invalid(

@@ -12,7 +12,9 @@ use kit_tests::TestDb;
 use serde_json::Map;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Row};
-use storage::{Config, Database, ErrorClass, Include, Namespace, SearchQuery, Vector};
+use storage::{
+    Config, Database, ErrorClass, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp,
+};
 
 /// A seeded database (`rows` rows, with statistics) and a query over it.
 async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
@@ -147,7 +149,8 @@ async fn per_request_index_settings_reach_the_scan_in_both_modes() {
 
 /// A connection kept between operations that died while idle (PgBouncer restarted, a
 /// load balancer dropped it, the Lambda environment was frozen) is checked and
-/// replaced, so the next search succeeds.
+/// replaced before use. A write shows it: storage does not repeat writes by itself
+/// (the ingest handler retries whole batches), so it would fail on the dead one.
 #[tokio::test]
 async fn a_kept_connection_that_died_while_idle_is_replaced() {
     let (t, query) = seeded(60).await;
@@ -158,33 +161,92 @@ async fn a_kept_connection_that_died_while_idle_is_replaced() {
     proxy.down(); // every connection through the proxy is cut
     proxy.up().await;
     tokio::time::sleep(Duration::from_millis(1_300)).await; // idle past the check's threshold
-    assert_eq!(
-        db.search_nearest(&query)
-            .await
-            .expect("the dead connection is replaced, not used")
-            .len(),
-        10
-    );
+    let write = WriteOp::Upsert(Upsert {
+        namespace: Namespace::default(),
+        id: uuid::Uuid::new_v4(),
+        embedding: query.vector.clone(),
+        content: None,
+        metadata: Map::new(),
+        version: 1,
+        created_at: chrono::Utc::now(),
+    });
+    let outcome = db
+        .write_batch(&[write])
+        .await
+        .expect("the dead connection is replaced, not used");
+    assert_eq!(outcome.upserted, 1);
     db.close().await;
 }
 
-/// A connection whose operation failed goes back to the pool (which finds it broken),
-/// never to the next operation.
+/// A search whose kept connection was cut moments ago (too recently to be checked)
+/// loses it mid-request and runs once more on a new connection: the caller sees an
+/// answer, not an error.
 #[tokio::test]
-async fn a_connection_that_failed_is_not_reused() {
+async fn a_search_that_loses_its_connection_runs_again_on_a_new_one() {
     let (t, query) = seeded(60).await;
     let proxy = Proxy::start(&t.app_url).await;
     let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
     db.search_nearest(&query).await.unwrap();
 
-    proxy.down();
+    proxy.down(); // cuts the kept connection
     proxy.up().await;
-    // Used again at once (no idle check): this search meets the cut connection.
-    let error = db.search_nearest(&query).await.unwrap_err();
+    assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
+    assert!(db
+        .get_item(&query.namespace, uuid::Uuid::nil(), false)
+        .await
+        .unwrap()
+        .is_none());
+    db.health().await.unwrap();
+
+    // With the path down for good, the second attempt fails too, as a transient error.
+    proxy.down();
+    let mut config = t.config().with_url(proxy.url(&t.app_url));
+    config.acquire_timeout = Duration::from_millis(400);
+    let cut = Database::connect_lazy(&config).unwrap();
+    let error = cut.search_nearest(&query).await.unwrap_err();
     assert_eq!(error.class(), ErrorClass::Transient, "{error}");
-    for _ in 0..3 {
-        assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
+    db.close().await;
+}
+
+/// A search that failed is not kept with its transaction still open: its connection
+/// goes back to the pool, which rolls back, so PgBouncer's server connection is free.
+#[tokio::test]
+async fn a_failed_search_leaves_no_transaction_open() {
+    let (t, query) = seeded(60).await;
+    let admin = t.admin_pool().await.unwrap();
+    let mut config = t.config();
+    config.statement_timeout = Duration::from_millis(200); // the transaction path
+    let db = Database::connect_lazy(&config).unwrap();
+    assert!(!db.searches_run_alone().await.unwrap());
+
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE embeddings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let error = db.search_nearest(&query).await.unwrap_err();
+    assert_eq!(error.sqlstate().as_deref(), Some("57014"), "{error}");
+    locker.rollback().await.unwrap();
+
+    let open = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'",
+        )
+        .bind(&t.name)
+        .fetch_one(&admin)
+        .await
+        .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open().await > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        open().await,
+        0,
+        "a server connection was left in the failed transaction"
+    );
+    assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
     db.close().await;
 }
 

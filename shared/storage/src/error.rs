@@ -41,6 +41,23 @@ impl StorageError {
         self.class() == ErrorClass::Transient
     }
 
+    /// The connection itself was lost (closed, reset, or shut down by PgBouncer or
+    /// PostgreSQL), rather than the statement failing: a read can run again at once on
+    /// a new connection.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            StorageError::Database(sqlx::Error::Io(_)) => true,
+            StorageError::Database(sqlx::Error::Protocol(message)) => is_server_gone(message),
+            StorageError::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
+                Some("57P01" | "57P02") => true,
+                Some(code) if code.starts_with("08") && code != "08P01" => true,
+                Some("08P01") | None => is_server_gone(db.message()),
+                Some(_) => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The SQLSTATE, when the server sent one.
     pub fn sqlstate(&self) -> Option<String> {
         match self {
@@ -99,6 +116,11 @@ fn is_pgbouncer_unavailable(message: &str) -> bool {
         "database is paused",
     ];
     WORDS.iter().any(|w| message.contains(w))
+}
+
+/// PgBouncer's words for a server connection that went away under a client.
+fn is_server_gone(message: &str) -> bool {
+    message.contains("server conn crashed") || message.contains("shutting down")
 }
 
 #[cfg(test)]

@@ -133,8 +133,13 @@ impl Database {
             .copied()
     }
 
-    /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts.
+    /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts
+    /// (once more on a new connection if the kept one was lost).
     pub async fn health(&self) -> Result<(), StorageError> {
+        search::reconnecting(|| self.health_once()).await
+    }
+
+    async fn health_once(&self) -> Result<(), StorageError> {
         let mut conn = self.read_source().lease().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
         sqlx::query(sql::HEALTH).execute(&mut *tx).await?;

@@ -79,7 +79,14 @@ impl Database {
     /// before a statement starts: when the login role already sets them (a timeout no
     /// longer than this query's, custom plans), the statement runs alone, in one round
     /// trip; otherwise it runs in a read transaction that sets them first (two more).
+    ///
+    /// A search that lost its connection (PgBouncer restarted, a load balancer dropped
+    /// it) runs once more on a new one: reads are idempotent.
     pub async fn search_nearest(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
+        reconnecting(|| self.search_once(query)).await
+    }
+
+    async fn search_once(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
         let statement = search_statement(query.filter.as_ref());
         let source = self.read_source();
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
@@ -117,8 +124,18 @@ impl Database {
     }
 
     /// One item by key, or `None`, in a read transaction (on the read connection) opened
-    /// with its statement timeout in one round trip.
+    /// with its statement timeout in one round trip; run once more on a new connection
+    /// if it lost its own.
     pub async fn get_item(
+        &self,
+        namespace: &Namespace,
+        id: Uuid,
+        include_vector: bool,
+    ) -> Result<Option<Item>, StorageError> {
+        reconnecting(|| self.get_item_once(namespace, id, include_vector)).await
+    }
+
+    async fn get_item_once(
         &self,
         namespace: &Namespace,
         id: Uuid,
@@ -149,6 +166,23 @@ impl Database {
             })
         })
         .transpose()
+    }
+}
+
+/// Runs a read, and runs it once more if it lost its connection: the failed
+/// connection went back to the pool (which closes it), so the second attempt gets a
+/// new one. Anything else, or a second loss, is returned as is.
+pub(crate) async fn reconnecting<T, F, Fut>(read: F) -> Result<T, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StorageError>>,
+{
+    match read().await {
+        Err(error) if error.connection_lost() => {
+            tracing::info!(%error, "a read lost its connection; running it once more on a new one");
+            read().await
+        }
+        outcome => outcome,
     }
 }
 

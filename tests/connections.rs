@@ -303,3 +303,19 @@ async fn role_statement_timeout(config: &Config) -> Duration {
     assert!(ms > 0, "the local stack's role sets a statement timeout");
     Duration::from_millis(ms as u64)
 }
+
+/// A handle that outlives its runtime (dropped after it) closes its kept connection
+/// without needing the runtime.
+#[test]
+fn a_handle_dropped_after_its_runtime_closes_quietly() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (t, db) = runtime.block_on(async {
+        let (t, query) = seeded(20).await;
+        let db = Database::connect_lazy(&t.config()).unwrap();
+        db.search_nearest(&query).await.unwrap(); // keeps a connection
+        (t, db)
+    });
+    drop(runtime);
+    drop(db); // handing the connection back to the pool would need the runtime
+    drop(t);
+}

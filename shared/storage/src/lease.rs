@@ -153,6 +153,19 @@ impl Source {
     }
 }
 
+impl Drop for Source {
+    /// Handing a connection back to the pool spawns a task; dropped outside a Tokio
+    /// runtime (a handle kept past its runtime), the parked connection is closed
+    /// directly instead.
+    fn drop(&mut self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            if let Some(parked) = self.parked.get_mut().take() {
+                drop(parked.conn.detach());
+            }
+        }
+    }
+}
+
 /// A connection borrowed for one operation. [`Lease::park`] keeps it for the next
 /// operation; dropping the lease instead hands it back to the pool.
 pub(crate) struct Lease<'a> {

@@ -7,14 +7,12 @@ use std::time::{Duration, Instant};
 
 use kit_tests::corpus::{clustered, DIMS};
 use kit_tests::proxy::Proxy;
-use kit_tests::search_corpus::seed_rows;
+use kit_tests::search_corpus::{nearest_query, seed_rows};
 use kit_tests::TestDb;
 use serde_json::Map;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Row};
-use storage::{
-    Config, Database, ErrorClass, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp,
-};
+use storage::{Config, Database, ErrorClass, Namespace, SearchQuery, Upsert, WriteOp};
 
 /// A seeded database (`rows` rows, with statistics) and a query over it.
 async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
@@ -23,23 +21,11 @@ async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
     seed_rows(&t, "default", &vectors, &vec![Map::new(); vectors.len()])
         .await
         .unwrap();
-    let admin = t.admin_pool().await.unwrap();
-    sqlx::query("ANALYZE embeddings")
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
+    t.analyze().await.unwrap();
     let query = SearchQuery {
-        namespace: Namespace::default(),
-        vector: Vector::from(vectors[0].clone()),
-        k: 10,
-        filter: None,
-        max_distance: None,
-        include: Include::default(),
         ef_search: 40,
         iterative_scan: true,
-        max_scan_tuples: 20_000,
-        timeout: None,
+        ..nearest_query(&vectors[0], 10)
     };
     (t, query)
 }
@@ -147,19 +133,26 @@ async fn per_request_index_settings_reach_the_scan_in_both_modes() {
     in_transaction.close().await;
 }
 
+/// A seeded database, a handle that reaches it through a proxy, and that handle's kept
+/// connection (from one search) cut by the proxy, which listens again.
+async fn kept_connection_cut() -> (TestDb, SearchQuery, Proxy, Database) {
+    let (t, query) = seeded(60).await;
+    let proxy = Proxy::start(&t.app_url).await;
+    let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
+    db.search_nearest(&query).await.unwrap();
+    proxy.down(); // every connection through the proxy is cut
+    proxy.up().await;
+    (t, query, proxy, db)
+}
+
 /// A connection kept between operations that died while idle (PgBouncer restarted, a
 /// load balancer dropped it, the Lambda environment was frozen) is checked and
 /// replaced before use. A write shows it: storage does not repeat writes by itself
 /// (the ingest handler retries whole batches), so it would fail on the dead one.
 #[tokio::test]
 async fn a_kept_connection_that_died_while_idle_is_replaced() {
-    let (t, query) = seeded(60).await;
-    let proxy = Proxy::start(&t.app_url).await;
-    let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
-    db.search_nearest(&query).await.unwrap();
-
-    proxy.down(); // every connection through the proxy is cut
-    proxy.up().await;
+    // The database and the proxy stay up (bound) for the whole test.
+    let (_t, query, _proxy, db) = kept_connection_cut().await;
     tokio::time::sleep(Duration::from_millis(1_300)).await; // idle past the check's threshold
     let write = WriteOp::Upsert(Upsert {
         namespace: Namespace::default(),
@@ -183,13 +176,7 @@ async fn a_kept_connection_that_died_while_idle_is_replaced() {
 /// answer, not an error.
 #[tokio::test]
 async fn a_search_that_loses_its_connection_runs_again_on_a_new_one() {
-    let (t, query) = seeded(60).await;
-    let proxy = Proxy::start(&t.app_url).await;
-    let db = Database::connect_lazy(&t.config().with_url(proxy.url(&t.app_url))).unwrap();
-    db.search_nearest(&query).await.unwrap();
-
-    proxy.down(); // cuts the kept connection
-    proxy.up().await;
+    let (t, query, proxy, db) = kept_connection_cut().await;
     assert_eq!(db.search_nearest(&query).await.unwrap().len(), 10);
     assert!(db
         .get_item(&query.namespace, uuid::Uuid::nil(), false)

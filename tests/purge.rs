@@ -3,6 +3,7 @@
 use chrono::{Duration, Utc};
 use kit_tests::corpus::{clustered, DIMS};
 use kit_tests::events::context_with_deadline;
+use kit_tests::search_corpus::nearest_query;
 use kit_tests::TestDb;
 use lambda_runtime::LambdaEvent;
 use purge::{handler, run, Purge, PurgeRequest, Settings};
@@ -296,7 +297,6 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
 #[tokio::test]
 async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
     use kit_tests::corpus::cosine_distance;
-    use storage::{Include, SearchQuery};
 
     let t = TestDb::new().await.unwrap();
     let vectors = clustered(2500, 10, DIMS, 0.6, 21);
@@ -347,20 +347,9 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
         exact.sort_by(|a, b| a.0.total_cmp(&b.0));
         let truth: Vec<Uuid> = exact.iter().take(10).map(|(_, id)| *id).collect();
         let hits =
-            t.db.search_nearest(&SearchQuery {
-                namespace: Namespace::default(),
-                vector: Vector::from(query_vector.clone()),
-                k: 10,
-                filter: None,
-                max_distance: None,
-                include: Include::default(),
-                ef_search: 100,
-                iterative_scan: false,
-                max_scan_tuples: 20_000,
-                timeout: None,
-            })
-            .await
-            .unwrap();
+            t.db.search_nearest(&nearest_query(query_vector, 10))
+                .await
+                .unwrap();
         found += hits.iter().filter(|h| truth.contains(&h.id)).count();
         wanted += 10;
     }

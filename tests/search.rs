@@ -7,6 +7,7 @@ use kit_tests::events::{
     context_with_deadline, http_v2_request, rest_v1_request, sqs_event_json, upsert_body,
     STANDARD_QUEUE,
 };
+use kit_tests::search_corpus::nearest_query;
 use kit_tests::TestDb;
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
@@ -184,26 +185,13 @@ async fn the_search_statement_uses_the_hnsw_index() {
     let t = TestDb::new().await.unwrap();
     let vectors = clustered(2000, 8, DIMS, 0.5, 13);
     seed(&t, "default", &vectors).await;
-    let admin = t.admin_pool().await.unwrap();
-    // Fresh bulk loads need statistics before the planner trusts the index (see DESIGN.md).
-    sqlx::query("ANALYZE embeddings")
-        .execute(&admin)
-        .await
-        .unwrap();
+    t.analyze().await.unwrap();
     let query = SearchQuery {
-        namespace: Namespace::default(),
-        vector: Vector::from(vectors[0].clone()),
-        k: 10,
-        filter: None,
-        max_distance: None,
         include: Include {
             metadata: true,
             ..Include::default()
         },
-        ef_search: 100,
-        iterative_scan: false,
-        max_scan_tuples: 20_000,
-        timeout: None,
+        ..nearest_query(&vectors[0], 10)
     };
     let plan = t.db.explain_search(&query).await.unwrap();
     let text = plan.to_string();

@@ -80,15 +80,6 @@ fn state_for(t: &TestDb) -> Search {
     Search::new(&t.config(), Limits::default(), "namespace").unwrap()
 }
 
-async fn analyze(t: &TestDb) {
-    let admin = t.admin_pool().await.unwrap();
-    sqlx::query("ANALYZE embeddings")
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-}
-
 /// The ids whose metadata passes `filter` by the Rust reference evaluator.
 fn expected(ids: &[Uuid], metadata: &[Map<String, Value>], filter: &Value) -> BTreeSet<Uuid> {
     let parsed = parse_filter(filter, &FilterLimits::default())
@@ -240,7 +231,7 @@ async fn every_filter_operator_agrees_with_the_reference_evaluator() {
     seed_rows(&t, "globex", &vectors[..60], &metadata[..60])
         .await
         .unwrap();
-    analyze(&t).await;
+    t.analyze().await.unwrap();
     let state = state_for(&t);
 
     let mut cases = combinator_cases();
@@ -365,7 +356,7 @@ async fn filtered_searches_use_the_hnsw_index_and_rare_matches_still_fill_k() {
     let ids = seed_rows(&t, "default", &vectors, &metadata).await.unwrap();
     assert_eq!((0..ROWS).filter(|i| rare(*i)).count(), ROWS / 100);
     // Fresh bulk loads need statistics before the planner trusts the index (DESIGN.md).
-    analyze(&t).await;
+    t.analyze().await.unwrap();
     let state = state_for(&t);
 
     // 1. EXPLAIN of exactly the statement the handler runs, with filters of every kind.
@@ -457,7 +448,7 @@ async fn a_small_namespace_in_a_shared_table_still_fills_k() {
     let small_ids = seed_rows(&t, "acme", &small, &rows(small.len()))
         .await
         .unwrap();
-    analyze(&t).await;
+    t.analyze().await.unwrap();
     let state = state_for(&t);
     // No metadata filter, but the namespace is one: 40 rows among 1,540, and k far above
     // ef_search. Whichever plan PostgreSQL picks (HNSW with an iterative scan, which the

@@ -73,6 +73,15 @@ impl TestDb {
             .await?)
     }
 
+    /// `ANALYZE embeddings` over a direct connection: after a bulk load the planner
+    /// needs statistics before it trusts the HNSW index (see DESIGN.md).
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        let admin = self.admin_pool().await?;
+        sqlx::query("ANALYZE embeddings").execute(&admin).await?;
+        admin.close().await;
+        Ok(())
+    }
+
     /// Storage configuration pointing at this test's database through PgBouncer (the
     /// one `db` uses).
     pub fn config(&self) -> Config {

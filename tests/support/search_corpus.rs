@@ -8,10 +8,28 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
-use storage::{Database, Namespace, Upsert, Vector, WriteOp};
+use storage::{Database, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 use crate::TestDb;
+
+/// The `k` nearest to `vector` in the default namespace, no filter or ceiling, ids and
+/// distances only, `ef_search` 100 without iterative scans, the handle's timeout.
+/// Tests change what they exercise with struct update syntax.
+pub fn nearest_query(vector: &[f32], k: u32) -> SearchQuery {
+    SearchQuery {
+        namespace: Namespace::default(),
+        vector: Vector::from(vector.to_vec()),
+        k,
+        filter: None,
+        max_distance: None,
+        include: Include::default(),
+        ef_search: 100,
+        iterative_scan: false,
+        max_scan_tuples: 20_000,
+        timeout: None,
+    }
+}
 
 /// Strings that have broken SQL builders somewhere: quotes, comments, statement
 /// separators, a classic tautology, backslashes, unicode (combining marks, RTL, emoji,

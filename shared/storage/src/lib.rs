@@ -136,7 +136,7 @@ impl Database {
     /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts
     /// (once more on a new connection if the kept one was lost).
     pub async fn health(&self) -> Result<(), StorageError> {
-        search::reconnecting(|| self.health_once()).await
+        retry::reconnecting(|| self.health_once()).await
     }
 
     async fn health_once(&self) -> Result<(), StorageError> {

@@ -1,4 +1,5 @@
-//! Jittered exponential backoff for transient database errors, bounded by a deadline.
+//! Jittered exponential backoff for transient database errors, bounded by a deadline;
+//! and one immediate repeat for reads that lost their connection.
 
 use std::future::Future;
 use std::time::Duration;
@@ -89,6 +90,23 @@ where
 
 /// The time an invocation gets when the runtime sent no real deadline (emulators).
 pub const EMULATOR_BUDGET: Duration = Duration::from_secs(60);
+
+/// Runs a read, and runs it once more if it lost its connection: the failed
+/// connection went back to the pool (which closes it), so the second attempt gets a
+/// new one. Anything else, or a second loss, is returned as is.
+pub(crate) async fn reconnecting<T, F, Fut>(read: F) -> Result<T, StorageError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, StorageError>>,
+{
+    match read().await {
+        Err(error) if error.connection_lost() => {
+            tracing::info!(%error, "a read lost its connection; running it once more on a new one");
+            read().await
+        }
+        outcome => outcome,
+    }
+}
 
 #[cfg(test)]
 mod tests {

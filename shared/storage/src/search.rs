@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::filter::{self, Bind, Filter};
 use crate::records::Namespace;
+use crate::retry::reconnecting;
 use crate::{Database, StorageError};
 
 /// Which optional fields a hit carries.
@@ -166,23 +167,6 @@ impl Database {
             })
         })
         .transpose()
-    }
-}
-
-/// Runs a read, and runs it once more if it lost its connection: the failed
-/// connection went back to the pool (which closes it), so the second attempt gets a
-/// new one. Anything else, or a second loss, is returned as is.
-pub(crate) async fn reconnecting<T, F, Fut>(read: F) -> Result<T, StorageError>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, StorageError>>,
-{
-    match read().await {
-        Err(error) if error.connection_lost() => {
-            tracing::info!(%error, "a read lost its connection; running it once more on a new one");
-            read().await
-        }
-        outcome => outcome,
     }
 }
 

@@ -167,10 +167,10 @@ fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
 }
 
 /// Every field of the contract, each kept as raw JSON so that each can fail with its
-/// own reason, except the embedding: read in the same pass (it is nearly all of the
-/// body, and scanning it twice cost a third of the parse time), into a form that still
-/// tells each of its reasons apart. Unknown fields are refused: a typo such as
-/// `metdata` must not silently drop data.
+/// own reason, except the embedding: nearly all of the body, it is read once, by
+/// storage's vector reader ([`storage::json_vector::from_json_object`]), into a form
+/// that still tells each of its reasons apart. Unknown fields are refused: a typo such
+/// as `metdata` must not silently drop data.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMessage<'a> {
@@ -203,7 +203,14 @@ pub fn parse(
     now: DateTime<Utc>,
 ) -> Result<WriteOp, Rejection> {
     let body = body.ok_or_else(|| reject(Reason::MissingBody, "the SQS message has no body"))?;
-    let raw: RawMessage = serde_json::from_str(body).map_err(|e| {
+    let mut rest = Vec::new();
+    let raw = storage::json_vector::from_json_object(
+        body.as_bytes(),
+        "embedding",
+        &mut rest,
+        |raw: &mut RawMessage| &mut raw.embedding,
+    )
+    .map_err(|e| {
         if e.to_string().starts_with("unknown field") {
             reject(Reason::UnknownField, first_line(&e))
         } else {

@@ -148,6 +148,8 @@ pub fn namespace_claim_from_lookup(
     }
 }
 
+/// A search body as sent. The vector, nearly all of it, is read by storage's vector
+/// reader ([`storage::json_vector::from_json_object`]); unknown fields are refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSearch {
@@ -169,18 +171,23 @@ pub fn parse_search(
     limits: &Limits,
     authorized: Option<&str>,
 ) -> Result<SearchQuery, ApiError> {
-    let raw: RawSearch = serde_json::from_slice(body).map_err(|e| {
-        let text = e.to_string();
-        let code = if text.starts_with("unknown field") {
-            "unknown_field"
-        } else {
-            "invalid_json"
-        };
-        ApiError::bad_request(
-            code,
-            format!("the body is not a valid search request: {text}"),
-        )
-    })?;
+    let mut rest = Vec::new();
+    let raw =
+        storage::json_vector::from_json_object(body, "vector", &mut rest, |raw: &mut RawSearch| {
+            &mut raw.vector
+        })
+        .map_err(|e| {
+            let text = e.to_string();
+            let code = if text.starts_with("unknown field") {
+                "unknown_field"
+            } else {
+                "invalid_json"
+            };
+            ApiError::bad_request(
+                code,
+                format!("the body is not a valid search request: {text}"),
+            )
+        })?;
 
     let namespace = resolve_namespace(raw.namespace.as_deref(), authorized)?;
     let vector = parse_vector(raw.vector, dimensions)?;

@@ -21,8 +21,8 @@ fn search_state(t: &TestDb) -> Search {
 }
 
 async fn call(state: &Search, event: Value) -> (u16, Value) {
-    let request: Request =
-        lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway event");
+    let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
+        .expect("a valid API Gateway event");
     let response = handler(state, request)
         .await
         .expect("the handler never fails");
@@ -401,8 +401,10 @@ async fn a_database_that_is_down_is_503_with_retry_after_quickly() {
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
     let state = Search::new(&config, Limits::default(), "namespace").unwrap();
     let started = std::time::Instant::now();
-    let request: Request = lambda_http::request::from_str(
-        &http_v2_request("GET", "/health", "", None, None).to_string(),
+    let request: Request = search::event::request_from_slice(
+        http_v2_request("GET", "/health", "", None, None)
+            .to_string()
+            .as_bytes(),
     )
     .unwrap();
     let response = handler(&state, request).await.unwrap();

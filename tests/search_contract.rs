@@ -41,8 +41,9 @@ struct Reply {
 }
 
 async fn call(state: &Search, event: &Value) -> Reply {
-    let request: Request =
-        lambda_http::request::from_str(&event.to_string()).expect("a valid Lambda HTTP event");
+    // The runtime's path: the event read as the function's main reads it.
+    let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
+        .expect("a valid Lambda HTTP event");
     let response = handler(state, request)
         .await
         .expect("the handler never fails");

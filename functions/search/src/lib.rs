@@ -5,6 +5,7 @@
 //! 503 with `Retry-After`, bounded by the pool's acquire timeout.
 
 pub mod error;
+pub mod event;
 pub mod filter;
 pub mod request;
 

@@ -1,6 +1,8 @@
 //! Runtime glue: build the shared state once, then hand each request to the handler.
 
-use lambda_http::{service_fn, Error, Request};
+use lambda_http::lambda_runtime::{self, LambdaEvent};
+use lambda_http::{service_fn, Adapter, Error, Request, Service};
+use search::event::ApiEvent;
 use search::request::namespace_claim_from_lookup;
 use search::{handler, Limits, Search};
 
@@ -14,8 +16,15 @@ async fn main() -> Result<(), Error> {
     tracing::info!(?config, ?limits, claim, "search cold start");
     let state = Search::new(&config, limits, claim)?;
     let state = &state;
-    lambda_http::run(service_fn(move |request: Request| async move {
+    // What `lambda_http::run` does, but with events read by `ApiEvent` (the body
+    // unescaped once; see event.rs): lambda_http's adapter still builds the request,
+    // adds the trace header and the Lambda context, and shapes the response for
+    // whichever API the event came from.
+    let mut adapter = Adapter::from(service_fn(move |request: Request| async move {
         handler(state, request).await
+    }));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiEvent>| {
+        adapter.call(LambdaEvent::new(event.payload.0, event.context))
     }))
     .await
 }

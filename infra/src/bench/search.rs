@@ -5,7 +5,7 @@
 //!   random centres, written with storage's batch writer over a direct connection, then
 //!   `ANALYZE` (the planner needs statistics after a bulk load).
 //! - handler: an API Gateway HTTP API (v2) event per query, turned into a request by
-//!   `lambda_http::request::from_str` (what the runtime does) and answered by
+//!   `search::event::request_from_slice` (what the function's runtime does) and answered by
 //!   `search::handler` over `DATABASE_URL` (through PgBouncer). Timed: the event
 //!   deserialisation and the handler call (body parsing and validation, the search
 //!   statement with its transaction-local settings, the response JSON). Building the
@@ -140,7 +140,7 @@ struct Figures {
 /// Where the handler's time goes, measured on the same queries in a separate pass.
 #[derive(Debug, Default)]
 struct Breakdown {
-    /// `lambda_http::request::from_str` and the handler's body parser, no database.
+    /// Reading the event into a request, and the handler's body parser; no database.
     parse: Vec<Duration>,
     /// `Database::search_nearest`: the storage call through PgBouncer.
     storage: Vec<Duration>,
@@ -269,12 +269,17 @@ async fn measure(
 
     // Breakdown pass over the timed queries.
     let mut breakdown = Breakdown::default();
-    let mut bouncer = PgConnection::connect(&crate::scratch::url_with_database(app_url, name)?)
+    // The handler's application_name: with another, PgBouncer would set it on the server
+    // connection before every statement, and time that instead of the hop.
+    let mut bouncer = crate::scratch::url_with_database(app_url, name)?
+        .parse::<PgConnectOptions>()?
+        .application_name(storage::APPLICATION_NAME)
+        .connect()
         .await
         .context("connecting to DATABASE_URL")?;
     for (event, body) in events.iter().zip(&bodies).skip(args.warmup) {
         let started = Instant::now();
-        let request = lambda_http::request::from_str(event)?;
+        let request = search::event::request_from_slice(event.as_bytes())?;
         let query = search::request::parse_search(lambda_body(request.body()), dims, &limits, None)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         breakdown.parse.push(started.elapsed());
@@ -347,7 +352,8 @@ async fn measure(
 /// One query through the real handler; returns the timed part and the result ids.
 async fn call_handler(state: &Search, event: &str) -> anyhow::Result<(Duration, Vec<Uuid>)> {
     let started = Instant::now();
-    let request = lambda_http::request::from_str(event).context("the v2 event does not parse")?;
+    let request = search::event::request_from_slice(event.as_bytes())
+        .context("the v2 event does not parse")?;
     let response = search::handler(state, request)
         .await
         .map_err(|e| anyhow::anyhow!("the handler failed: {e}"))?;
@@ -711,7 +717,7 @@ mod tests {
     #[test]
     fn the_event_is_an_http_api_request() {
         let event = http_v2_event(r#"{"vector":[1]}"#);
-        let request = lambda_http::request::from_str(&event).unwrap();
+        let request = search::event::request_from_slice(event.as_bytes()).unwrap();
         assert_eq!(request.uri().path(), "/search");
         assert_eq!(request.method(), "POST");
     }

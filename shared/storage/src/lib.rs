@@ -181,8 +181,13 @@ fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
                 Ok(true)
             })
         })
-        .connect_lazy_with(options.application_name("pgvector-lambda-kit")))
+        .connect_lazy_with(options.application_name(APPLICATION_NAME)))
 }
+
+/// The `application_name` of every connection the kit opens. PgBouncer sets a client's
+/// `application_name` on the server connection it is given (one more round trip) when
+/// the server's differs, so clients sharing a pool should share it.
+pub const APPLICATION_NAME: &str = "pgvector-lambda-kit";
 
 /// The statements that are not specific to one operation.
 mod sql {

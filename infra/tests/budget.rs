@@ -354,6 +354,9 @@ fn pool_mode_must_be_transaction_and_prepared_statements_on() {
             "sqlx prepares every statement",
         ],
     );
+    let v = only_violation(Rule::Range, |c| c.pgbouncer.pkt_buf = 2048);
+    assert_mentions(&v.problem, &["pkt_buf is 2048", "Bind message"]);
+    assert_eq!(v.fix, "set pgbouncer.pkt_buf to 4096");
 }
 
 #[test]

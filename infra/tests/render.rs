@@ -324,6 +324,7 @@ fn pgbouncer_ini_numbers_equal_kit_toml() {
         ini_value(&ini, "max_prepared_statements"),
         p.max_prepared_statements.to_string()
     );
+    assert_eq!(ini_value(&ini, "pkt_buf"), p.pkt_buf.to_string());
     assert_eq!(
         ini_value(&ini, "max_client_conn"),
         p.max_client_conn.to_string()

@@ -442,6 +442,15 @@ fn check_ranges(config: &KitConfig, out: &mut Vec<Violation>) {
     );
     range(
         out,
+        "pgbouncer.pkt_buf",
+        pgb.pkt_buf.into(),
+        4096,
+        262_144,
+        "the kit (PgBouncer's default is the least; a search's Bind message, 4 bytes per \
+         vector dimension, should fit in one buffer)",
+    );
+    range(
+        out,
         "pgbouncer.max_client_conn",
         pgb.max_client_conn.into(),
         1,

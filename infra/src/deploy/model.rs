@@ -99,6 +99,10 @@ pub struct PgBouncer {
     pub reserve_pool_size: u32,
     pub reserve_pool_timeout_s: u32,
     pub max_prepared_statements: u32,
+    /// PgBouncer's packet buffer in bytes: a search's `Bind` message (4 bytes per vector
+    /// dimension, plus about 250) that fits is relayed to PostgreSQL in two writes
+    /// instead of three.
+    pub pkt_buf: u32,
     pub query_wait_timeout_s: u32,
     /// 0 disables it: statement timeouts are set per function instead.
     pub query_timeout_s: u32,

@@ -54,6 +54,9 @@ pub fn render_pgbouncer_ini(config: &KitConfig) -> String {
         "max_prepared_statements = {}",
         p.max_prepared_statements
     ));
+    line("; One buffer per active connection. A search's Bind message (4 bytes per vector");
+    line("; dimension, plus about 250) that fits is relayed to PostgreSQL in two writes.");
+    line(&format!("pkt_buf = {}", p.pkt_buf));
     line("; sqlx sends extra_float_digits at startup.");
     line("ignore_startup_parameters = extra_float_digits");
     line("");

@@ -5,7 +5,8 @@
 //! then as an HTTP API event. Each pass unescapes the body again, and a search body is
 //! nearly all of the event (30 KB for a 1536-dimension vector). [`ApiEvent`] unescapes
 //! the body once and hands `lambda_http` the rest of the event (about 1 KB), so the
-//! request the handler sees is the one `lambda_http` builds, body included.
+//! request the handler sees is the one `lambda_http` builds, body included. An event
+//! that says it is `"version": "2.0"` (HTTP API, Function URL) is read as one first.
 
 use std::fmt;
 
@@ -51,6 +52,7 @@ impl<'de> Visitor<'de> for EventVisitor {
         let mut rest = String::with_capacity(2048);
         rest.push('{');
         let mut body: Option<Option<String>> = None;
+        let mut version_2 = false;
         while let Some(key) = map.next_key::<String>()? {
             if key == "body" {
                 if body.is_some() {
@@ -60,6 +62,7 @@ impl<'de> Visitor<'de> for EventVisitor {
                 continue;
             }
             let value: Box<RawValue> = map.next_value()?;
+            version_2 |= key == "version" && value.get() == r#""2.0""#;
             if rest.len() > 1 {
                 rest.push(',');
             }
@@ -68,7 +71,13 @@ impl<'de> Visitor<'de> for EventVisitor {
             rest.push_str(value.get());
         }
         rest.push('}');
-        let mut request: LambdaRequest = serde_json::from_str(&rest).map_err(A::Error::custom)?;
+        let http_api = version_2
+            .then(|| serde_json::from_str(&rest).ok())
+            .flatten();
+        let mut request = match http_api {
+            Some(event) => LambdaRequest::ApiGatewayV2(event),
+            None => serde_json::from_str(&rest).map_err(A::Error::custom)?,
+        };
         let body = body.flatten();
         match &mut request {
             LambdaRequest::ApiGatewayV1(event) => event.body = body,

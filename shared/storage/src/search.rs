@@ -267,17 +267,17 @@ fn bind_search<'q>(
     statement
 }
 
+/// A row of the search statement (`SELECT id, distance, metadata, content, embedding`),
+/// read by position: by name, each column costs a hash lookup per row.
 fn hit_from_row(row: &sqlx::postgres::PgRow) -> Result<Hit, StorageError> {
     Ok(Hit {
-        id: row.try_get("id")?,
-        distance: row.try_get("distance")?,
+        id: row.try_get(0)?,
+        distance: row.try_get(1)?,
         metadata: row
-            .try_get::<Option<Json<serde_json::Value>>, _>("metadata")?
+            .try_get::<Option<Json<serde_json::Value>>, _>(2)?
             .map(|j| j.0),
-        content: row.try_get("content")?,
-        vector: row
-            .try_get::<Option<Vector>, _>("embedding")?
-            .map(|v| v.to_vec()),
+        content: row.try_get(3)?,
+        vector: row.try_get::<Option<Vector>, _>(4)?.map(|v| v.to_vec()),
     })
 }
 

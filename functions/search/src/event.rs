@@ -49,8 +49,8 @@ impl<'de> Visitor<'de> for EventVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ApiEvent, A::Error> {
-        let mut rest = String::with_capacity(2048);
-        rest.push('{');
+        let mut rest = Vec::with_capacity(2048);
+        rest.push(b'{');
         let mut body: Option<Option<String>> = None;
         let mut version_2 = false;
         while let Some(key) = map.next_key::<String>()? {
@@ -64,19 +64,19 @@ impl<'de> Visitor<'de> for EventVisitor {
             let value: Box<RawValue> = map.next_value()?;
             version_2 |= key == "version" && value.get() == r#""2.0""#;
             if rest.len() > 1 {
-                rest.push(',');
+                rest.push(b',');
             }
-            rest.push_str(&serde_json::to_string(&key).map_err(A::Error::custom)?);
-            rest.push(':');
-            rest.push_str(value.get());
+            serde_json::to_writer(&mut rest, &key).map_err(A::Error::custom)?;
+            rest.push(b':');
+            rest.extend_from_slice(value.get().as_bytes());
         }
-        rest.push('}');
+        rest.push(b'}');
         let http_api = version_2
-            .then(|| serde_json::from_str(&rest).ok())
+            .then(|| serde_json::from_slice(&rest).ok())
             .flatten();
         let mut request = match http_api {
             Some(event) => LambdaRequest::ApiGatewayV2(event),
-            None => serde_json::from_str(&rest).map_err(A::Error::custom)?,
+            None => serde_json::from_slice(&rest).map_err(A::Error::custom)?,
         };
         let body = body.flatten();
         match &mut request {
@@ -147,29 +147,19 @@ mod tests {
     #[test]
     fn requests_are_the_ones_lambda_http_makes() {
         let body = r#"{"namespace":"a \"quoted\" name","vector":[0.5,-1e-3]}"#;
-        let events = [
-            with(HTTP_V2, &[("body", json!(body))]),
-            with(HTTP_V2_PLAIN, &[("body", json!(body))]),
-            with(HTTP_V2, &[("body", Value::Null)]),
-            with(
-                HTTP_V2,
-                &[
-                    ("body", json!("aGVsbG8=")),
-                    ("isBase64Encoded", json!(true)),
-                ],
-            ),
-            with(REST_V1, &[("body", json!(body))]),
-            with(REST_V1, &[("body", Value::Null)]),
-            with(
-                REST_V1,
-                &[
-                    ("body", json!("aGVsbG8=")),
-                    ("isBase64Encoded", json!(true)),
-                ],
-            ),
-            HTTP_V2.to_owned(),
-            REST_V1.to_owned(),
+        let base64 = [
+            ("body", json!("aGVsbG8=")),
+            ("isBase64Encoded", json!(true)),
         ];
+        let mut events = Vec::new();
+        for fixture in [HTTP_V2, HTTP_V2_PLAIN, REST_V1] {
+            events.extend([
+                with(fixture, &[("body", json!(body))]),
+                with(fixture, &[("body", Value::Null)]),
+                with(fixture, &base64),
+                fixture.to_owned(),
+            ]);
+        }
         for event in &events {
             let ours = request_from_slice(event.as_bytes()).expect("our reader");
             let theirs = lambda_http::request::from_str(event).expect("lambda_http's");

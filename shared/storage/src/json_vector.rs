@@ -15,13 +15,13 @@ use serde::Deserialize;
 /// Deserializes the JSON object `document` into `T`, whose field for the top-level
 /// member `key` is a [`JsonVector`] (`field` points at it).
 ///
-/// When that member is an array of plain numbers, it is read by [`number_array`] and
+/// When that member is an array of plain numbers, it is read by `number_array` and
 /// serde reads the rest of the document (kept in `rest`, with the array replaced by
 /// `null`). The outcome is the same as `serde_json::from_slice(document)`:
 ///
 /// - the numbers are computed as serde_json computes them, and any number that would
 ///   take one of its rarer paths (more than 19 significant digits, an exponent beyond
-///   ±22) sends the whole array back to serde;
+///   ±308) sends the whole array back to serde;
 /// - JSON is parsed left to right, so replacing a valid array with `null` (also a
 ///   value) turns a valid document into a valid one and an invalid one into an invalid
 ///   one, with the same members (an unknown or repeated key still fails);
@@ -46,7 +46,7 @@ pub fn from_json_object<'a, T: Deserialize<'a>>(
 
 /// Reads the array under the top-level member `key` of the object `document` and copies
 /// the document into `rest` with that array replaced by `null`; `None` when the member
-/// is absent, its key is escaped, or it is not an array of numbers [`number_array`]
+/// is absent, its key is escaped, or it is not an array of numbers `number_array`
 /// reads.
 fn lift_array(document: &[u8], key: &[u8], rest: &mut Vec<u8>) -> Option<Vec<f32>> {
     let start = member_value(document, key)?;
@@ -154,7 +154,7 @@ fn whitespace(b: &[u8], mut i: usize) -> usize {
 /// and [`JsonVector`] would (see [`number`]), and returns it with the index just past
 /// its `]`. `None` for anything else: another value, an element that is not a number,
 /// a number outside the common case, malformed JSON.
-pub fn number_array(b: &[u8], i: usize) -> Option<(Vec<f32>, usize)> {
+fn number_array(b: &[u8], i: usize) -> Option<(Vec<f32>, usize)> {
     if b.get(i) != Some(&b'[') {
         return None;
     }

@@ -1,6 +1,8 @@
 # The project's entry points; the logic lives in small scripts under scripts/.
-# The local stack (PostgreSQL + pgvector, PgBouncer) runs from .kit/, its tools are cached in
-# $KIT_CACHE (default /var/cache/pgvector-lambda-kit). Needs root on Debian 12 for `deps`.
+# The local stack (PostgreSQL + pgvector, PgBouncer) keeps its data in a cluster directory outside
+# the checkout ($KIT_CACHE/clusters/<checkout>-<hash>, `scripts/stack.sh dir`), its settings in
+# .kit/, its tools in $KIT_CACHE (default /var/cache/pgvector-lambda-kit). Needs root on Debian 12
+# for `deps`.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 

@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
 # The project-local stack: a PostgreSQL 15 cluster with pgvector, and PgBouncer in front of it in
-# transaction pooling, everything under .kit/ (gitignored). Needs scripts/install-deps.sh first.
+# transaction pooling. Needs scripts/install-deps.sh first.
 #
 #   scripts/stack.sh up      init (first time), start both, ensure roles and the kit database, write .kit/env
 #   scripts/stack.sh down    stop both, keep the data
 #   scripts/stack.sh status  say what runs and where (exit 0 only when both run)
-#   scripts/stack.sh wipe    down, then delete the cluster's data
+#   scripts/stack.sh wipe    down, then delete the cluster (data, logs, server configs)
 #   scripts/stack.sh env     print the path of the env file (source it for DATABASE_URL and friends)
+#   scripts/stack.sh dir     print the cluster's directory
+#
+# Where things live:
+#   .kit/ in the checkout (gitignored), readable by the invoking user only: env (the URLs),
+#     secrets/ (generated passwords), the lock, test and demo logs.
+#   The cluster directory, outside the checkout so that the database's OS user can reach it even
+#     when the checkout sits in a private folder (root's 0700 home, a mktemp -d): as root
+#     $KIT_CACHE/clusters/<checkout name>-<hash of its path>, otherwise
+#     ${XDG_STATE_HOME:-~/.local/state}/pgvector-lambda-kit/clusters/<...>; KIT_CLUSTER_DIR
+#     overrides. It holds pgdata/, run/ (sockets, pid files), log/, and the PgBouncer files.
+#     One checkout, one cluster: two clones never share one (give them different ports).
 #
 # Ports: KIT_PG_PORT (PostgreSQL, default 55432) and KIT_PGBOUNCER_PORT (default 56432), 127.0.0.1 only.
 # Passwords are generated on the first `up` and kept in .kit/secrets (mode 600), never in the repo.
@@ -21,21 +32,38 @@ PG_BIN="/usr/lib/postgresql/15/bin"
 PGBOUNCER="$KIT_CACHE/pgbouncer/bin/pgbouncer"
 BASE_PGBOUNCER_INI="$ROOT/pgbouncer/pgbouncer.ini"
 
-PGDATA="$KIT_DIR/pgdata"
-RUN_DIR="$KIT_DIR/run"
-LOG_DIR="$KIT_DIR/log"
+# PostgreSQL and PgBouncer refuse to run as root: as root, they run as the postgres OS user.
+if [[ $EUID -eq 0 ]]; then DB_OS_USER=postgres; else DB_OS_USER="$(id -un)"; fi
+
+# The cluster's directory for this checkout: a readable name plus a hash of the checkout's path.
+default_cluster_dir() {
+  local name hash base
+  name="$(basename "$ROOT")"
+  name="${name//[^A-Za-z0-9_.-]/_}"
+  name="${name:0:24}"
+  hash="$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"
+  if [[ $EUID -eq 0 ]]; then base="$KIT_CACHE/clusters"
+  else base="${XDG_STATE_HOME:-$HOME/.local/state}/pgvector-lambda-kit/clusters"; fi
+  echo "$base/$name-$hash"
+}
+CLUSTER_DIR="${KIT_CLUSTER_DIR:-$(default_cluster_dir)}"
+
 SECRETS_DIR="$KIT_DIR/secrets"
 ENV_FILE="$KIT_DIR/env"
-PGBOUNCER_INI="$KIT_DIR/pgbouncer.ini"
-PGBOUNCER_AUTH_FILE="$KIT_DIR/pgbouncer-auth.txt"
+PGDATA="$CLUSTER_DIR/pgdata"
+RUN_DIR="$CLUSTER_DIR/run"
+LOG_DIR="$CLUSTER_DIR/log"
+OWNER_FILE="$CLUSTER_DIR/checkout"
+PGBOUNCER_INI="$CLUSTER_DIR/pgbouncer.ini"
+PGBOUNCER_BASE_COPY="$CLUSTER_DIR/pgbouncer-base.ini"
+PGBOUNCER_AUTH_FILE="$CLUSTER_DIR/pgbouncer-auth.txt"
 PGBOUNCER_PID_FILE="$RUN_DIR/pgbouncer.pid"
+# Where the cluster lived before it moved out of the checkout (moved on the next `up`).
+LEGACY_PGDATA="$KIT_DIR/pgdata"
 
 DATABASE=kit
 ADMIN_ROLE=kit_admin # superuser: migrations, test databases, admin work (direct to PostgreSQL)
 APP_ROLE=kit_app     # what the functions use, through PgBouncer
-
-# PostgreSQL and PgBouncer refuse to run as root: as root, they run as the postgres OS user.
-if [[ $EUID -eq 0 ]]; then DB_OS_USER=postgres; else DB_OS_USER="$(id -un)"; fi
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -69,12 +97,38 @@ check_prerequisites() {
 }
 
 prepare_directories() {
-  install -d -m 755 "$KIT_DIR"
-  as_db_user test -x "$KIT_DIR" \
-    || fail "the $DB_OS_USER OS user cannot reach $KIT_DIR: make the repo's parent directories traversable (chmod o+x)"
-  install -d -m 700 "$SECRETS_DIR"
+  install -d -m 700 "$KIT_DIR" "$SECRETS_DIR"
+  claim_cluster_dir
   db_user_dir 755 "$RUN_DIR"
   db_user_dir 755 "$LOG_DIR"
+  as_db_user test -x "$RUN_DIR" \
+    || fail "the $DB_OS_USER OS user cannot reach $CLUSTER_DIR: set KIT_CLUSTER_DIR to a folder whose parents it can traverse"
+  # A Unix socket path holds at most 107 bytes (sun_path).
+  local socket="$RUN_DIR/.s.PGSQL.$PGBOUNCER_PORT"
+  ((${#socket} <= 107)) \
+    || fail "the socket path $socket is ${#socket} bytes, over the 107 a Unix socket allows: set KIT_CLUSTER_DIR to a shorter folder"
+  ln -sfn "$CLUSTER_DIR" "$KIT_DIR/cluster"
+}
+
+# The cluster directory belongs to one checkout (recorded in it); another checkout that lands on the
+# same directory (KIT_CLUSTER_DIR set to it) is refused rather than sharing the cluster.
+claim_cluster_dir() {
+  install -d -m 755 "$CLUSTER_DIR"
+  if [[ -s $OWNER_FILE ]]; then
+    [[ $(cat "$OWNER_FILE") == "$ROOT" ]] \
+      || fail "$CLUSTER_DIR belongs to the checkout $(cat "$OWNER_FILE"); set KIT_CLUSTER_DIR to another folder for $ROOT"
+  else
+    printf '%s' "$ROOT" >"$OWNER_FILE"
+  fi
+}
+
+# Whether something already listens on 127.0.0.1:PORT.
+port_taken() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+require_free_port() {
+  local name="$1" port="$2" variable="$3"
+  ! port_taken "$port" \
+    || fail "$name cannot listen on 127.0.0.1:$port: another process has it (another checkout's stack? its \`make status\` says); choose a free port with $variable=..."
 }
 
 # Serialises concurrent runs (say `make test` next to `make up`).
@@ -107,7 +161,7 @@ init_cluster() {
   echo "include 'kit.conf'" | as_db_user tee -a "$PGDATA/postgresql.conf" >/dev/null
 }
 
-# Settings for a dev box, rewritten on every start so port changes apply.
+# The cluster's settings, rewritten on every start so port changes apply.
 write_postgres_config() {
   as_db_user tee "$PGDATA/kit.conf" >/dev/null <<EOF
 # Generated by scripts/stack.sh on every start; edit the script, not this file.
@@ -134,6 +188,7 @@ start_postgres() {
     step "postgres: already running on 127.0.0.1:$PG_PORT"
     return
   fi
+  require_free_port PostgreSQL "$PG_PORT" KIT_PG_PORT
   write_postgres_config
   step "postgres: starting on 127.0.0.1:$PG_PORT (log: $LOG_DIR/postgresql.log)"
   as_db_user "$PG_BIN/pg_ctl" start -D "$PGDATA" -l "$LOG_DIR/postgresql.log" -w -t 60 >/dev/null \
@@ -200,15 +255,15 @@ EOF
 
 # The pid of our PgBouncer, if it runs: the pid file names a live (not zombie) pgbouncer process.
 pgbouncer_pid() {
-  local pid comm state
-  [[ -s $PGBOUNCER_PID_FILE ]] || return 1
-  pid="$(cat "$PGBOUNCER_PID_FILE")"
+  local file="${1:-$PGBOUNCER_PID_FILE}" pid comm state
+  pid="$(cat "$file" 2>/dev/null)" || return 1 # PgBouncer removes it as it exits
+  [[ -n $pid ]] || return 1
   read -r _ comm state _ 2>/dev/null <"/proc/$pid/stat" || return 1
   [[ $comm == "(pgbouncer)" && $state != Z ]] || return 1
   echo "$pid"
 }
 
-pgbouncer_running() { pgbouncer_pid >/dev/null; }
+pgbouncer_running() { pgbouncer_pid "$@" >/dev/null; }
 
 # The SCRAM secrets of the login roles, copied from pg_authid: PgBouncer authenticates clients with
 # them and, holding the same secrets as the server, logs in to PostgreSQL on their behalf.
@@ -240,11 +295,17 @@ check_base_pgbouncer_config() {
 # The repo's pgbouncer.ini (what production runs), then local overrides only: later values win.
 # Prints "changed" when the file changed.
 write_pgbouncer_config() {
-  local tmp="$PGBOUNCER_INI.tmp"
+  local tmp="$PGBOUNCER_INI.tmp" base_changed=""
+  # PgBouncer reads a copy: the checkout itself may be unreadable to the database's OS user.
+  if ! cmp -s "$BASE_PGBOUNCER_INI" "$PGBOUNCER_BASE_COPY"; then
+    install -m 644 "$BASE_PGBOUNCER_INI" "$PGBOUNCER_BASE_COPY"
+    base_changed=changed
+  fi
   cat >"$tmp" <<EOF
-;; Generated by scripts/stack.sh on every \`up\`; edit the script or pgbouncer/pgbouncer.ini, not this file.
+;; Generated by scripts/stack.sh on every \`up\` from pgbouncer/pgbouncer.ini (copied beside this
+;; file); edit the script or that file, not this one.
 [pgbouncer]
-%include $BASE_PGBOUNCER_INI
+%include $PGBOUNCER_BASE_COPY
 
 ;; Local overrides: where to listen and log, how to authenticate. No [pgbouncer] header here: a
 ;; repeated header resets the section to PgBouncer's defaults, dropping every included value.
@@ -268,6 +329,7 @@ EOF
   chmod 644 "$tmp"
   if cmp -s "$tmp" "$PGBOUNCER_INI"; then
     rm -f "$tmp"
+    echo "$base_changed"
   else
     mv -f "$tmp" "$PGBOUNCER_INI"
     echo changed
@@ -285,6 +347,7 @@ start_pgbouncer() {
     fi
     return
   fi
+  require_free_port PgBouncer "$PGBOUNCER_PORT" KIT_PGBOUNCER_PORT
   step "pgbouncer: starting on 127.0.0.1:$PGBOUNCER_PORT (log: $LOG_DIR/pgbouncer.log)"
   # Up to max_client_conn clients plus the server connections: lift the soft descriptor limit
   # (inside, as runuser's PAM session resets it).
@@ -294,19 +357,19 @@ start_pgbouncer() {
 }
 
 stop_pgbouncer() {
-  local pid i
-  if ! pid="$(pgbouncer_pid)"; then
+  local file="${1:-$PGBOUNCER_PID_FILE}" pid i
+  if ! pid="$(pgbouncer_pid "$file")"; then
     step "pgbouncer: not running"
     return
   fi
   step "pgbouncer: stopping"
   kill -INT "$pid" # safe shutdown: lets running transactions finish
   for ((i = 0; i < 100; i++)); do
-    pgbouncer_running || return 0
+    pgbouncer_running "$file" || return 0
     sleep 0.1
   done
   kill -QUIT "$pid" 2>/dev/null || true # immediate shutdown
-  while pgbouncer_running; do sleep 0.1; done
+  while pgbouncer_running "$file"; do sleep 0.1; done
 }
 
 # --- readiness and the env file --------------------------------------------
@@ -349,11 +412,34 @@ EOF
 
 # --- subcommands -----------------------------------------------------------
 
+# Before the cluster lived outside the checkout it was .kit/pgdata: stop that one and move it.
+move_legacy_cluster() {
+  [[ -s $LEGACY_PGDATA/PG_VERSION ]] || return 0
+  stop_legacy_servers
+  if [[ -s $PGDATA/PG_VERSION ]]; then
+    step "postgres: $LEGACY_PGDATA is an older cluster of this checkout, no longer used (make wipe deletes it)"
+    return
+  fi
+  step "postgres: moving the cluster from $LEGACY_PGDATA to $PGDATA"
+  mv "$LEGACY_PGDATA" "$PGDATA"
+  rm -rf "$KIT_DIR/run" "$KIT_DIR/pgbouncer.ini" "$KIT_DIR/pgbouncer-auth.txt"
+}
+
+stop_legacy_servers() {
+  [[ -d $LEGACY_PGDATA ]] || return 0
+  stop_pgbouncer "$KIT_DIR/run/pgbouncer.pid" >/dev/null
+  if as_db_user "$PG_BIN/pg_ctl" status -D "$LEGACY_PGDATA" >/dev/null 2>&1; then
+    step "postgres: stopping the older cluster in $LEGACY_PGDATA"
+    as_db_user "$PG_BIN/pg_ctl" stop -D "$LEGACY_PGDATA" -m fast -w -t 60 >/dev/null
+  fi
+}
+
 cmd_up() {
   local reset_admin reset_app auth_changed config_changed
   check_prerequisites
   prepare_directories
   take_lock
+  move_legacy_cluster
   reset_admin="$(ensure_password "$ADMIN_ROLE")"
   reset_app="$(ensure_password "$APP_ROLE")"
   init_cluster
@@ -369,24 +455,30 @@ cmd_up() {
 }
 
 cmd_down() {
-  [[ -d $KIT_DIR ]] || { step "nothing to stop: no $KIT_DIR"; return; }
+  if [[ ! -d $CLUSTER_DIR && ! -d $LEGACY_PGDATA ]]; then
+    step "nothing to stop: no cluster in $CLUSTER_DIR"
+    return
+  fi
+  install -d -m 700 "$KIT_DIR"
   take_lock
+  stop_legacy_servers
   stop_pgbouncer
   if [[ -d $PGDATA ]]; then stop_postgres; else step "postgres: no cluster"; fi
 }
 
 cmd_wipe() {
   cmd_down
-  step "postgres: deleting $PGDATA"
-  rm -rf "$PGDATA" "$PGBOUNCER_AUTH_FILE"
+  step "deleting the cluster: $CLUSTER_DIR"
+  rm -rf "$CLUSTER_DIR" "$LEGACY_PGDATA" "$KIT_DIR/cluster"
 }
 
 cmd_status() {
   local ok=0
+  echo "cluster:   $CLUSTER_DIR$([[ -d $CLUSTER_DIR ]] || echo ' (not created)')"
   if [[ -d $PGDATA ]] && postgres_running; then
-    echo "postgres:  running  postgres://$ADMIN_ROLE@127.0.0.1:$PG_PORT/$DATABASE  (data: $PGDATA)"
+    echo "postgres:  running  postgres://$ADMIN_ROLE@127.0.0.1:$PG_PORT/$DATABASE  (log: $LOG_DIR/postgresql.log)"
   else
-    echo "postgres:  stopped  (data: $PGDATA$([[ -d $PGDATA ]] || echo ', not created'))"
+    echo "postgres:  stopped$([[ -d $PGDATA ]] || echo ' (no data yet: run up)')"
     ok=3
   fi
   if pgbouncer_running; then
@@ -412,7 +504,8 @@ main() {
     status) cmd_status ;;
     wipe) cmd_wipe ;;
     env) cmd_env ;;
-    *) fail "usage: scripts/stack.sh up|down|status|wipe|env" ;;
+    dir) echo "$CLUSTER_DIR" ;;
+    *) fail "usage: scripts/stack.sh up|down|status|wipe|env|dir" ;;
   esac
 }
 

@@ -1,7 +1,7 @@
 //! `pgbouncer/pgbouncer.ini`: the `[pgbouncer]` base config both environments wrap.
 //!
 //! Nothing environment-specific belongs here (no listen address, no auth, no
-//! `[databases]`): the local stack (`scripts/stack.sh` → `.kit/pgbouncer.ini`)
+//! `[databases]`): the local stack (`scripts/stack.sh`, in the cluster directory)
 //! and the container (`pgbouncer/entrypoint.sh`) each write a small ini that
 //! `%include`s this file and adds those.
 
@@ -26,7 +26,7 @@ pub fn render_pgbouncer_ini(config: &KitConfig) -> String {
     line("; The PgBouncer tier's base config, the same in production and in the local stack:");
     line("; each wraps it in a small ini that %includes this file and then adds its own");
     line("; listen_addr/listen_port, auth and [databases] (pgbouncer/entrypoint.sh for the");
-    line("; ECS tasks, scripts/stack.sh for .kit/pgbouncer.ini). Put the %include under a");
+    line("; ECS tasks, scripts/stack.sh for the local stack). Put the %include under a");
     line("; [pgbouncer] header: PgBouncer silently ignores an %include above the first section.");
     line(";");
     let mut budget = String::new();

@@ -1,5 +1,8 @@
 //! `kit`: the one command-line entry point of pgvector-lambda-kit.
 
+use std::io::Write;
+use std::process::ExitCode;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kit::deploy::cli as deploy;
@@ -41,8 +44,28 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an error and its causes, one per line. Never a backtrace: `anyhow`'s `Debug`
+/// (what returning `Err` from `main` prints) appends one whenever `RUST_BACKTRACE` is set,
+/// as it is in many development shells, and a refused configuration is no crash.
+fn report(error: &anyhow::Error) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {error}");
+    for cause in error.chain().skip(1) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Check(args) => deploy::check(args),

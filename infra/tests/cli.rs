@@ -173,3 +173,34 @@ fn build_runs_cargo_lambda_for_the_three_functions() {
         "cargo lambda build --release --arm64 --package ingest --package search --package purge"
     );
 }
+
+/// Many development shells export RUST_BACKTRACE=1; a refused configuration is still an
+/// error message with its causes, not a stack trace.
+#[test]
+fn errors_print_their_causes_and_never_a_backtrace() {
+    let s = Scratch::new("backtrace");
+    s.edit_config("maximum_concurrency = 10", "maximum_concurrency = 30");
+    let missing = s.path().join("missing.toml");
+    for (args, expected) in [
+        (vec!["check"], "error: kit check: 2 problem(s)"),
+        (
+            vec!["check", "--config", missing.to_str().unwrap()],
+            "caused by: No such file or directory",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_kit"))
+            .args(&args)
+            .current_dir(s.path())
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .output()
+            .expect("kit runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "kit {args:?}: {}", text(&out));
+        assert!(stderr.contains(expected), "kit {args:?}: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("backtrace"),
+            "kit {args:?} printed a backtrace:\n{stderr}"
+        );
+    }
+}

@@ -172,7 +172,12 @@ max_connections = 200
 shared_buffers = 512MB
 maintenance_work_mem = 1GB           # HNSW index builds
 password_encryption = 'scram-sha-256'
-synchronous_commit = off             # dev box: a crash may lose the last commits, never corrupts
+# Production durability: an acknowledged commit survives a crash, so crash tests and benchmark
+# figures mean what they say (synchronous_commit = off lost 22 of 1,050 acknowledged ingest
+# records when PostgreSQL was crash-stopped mid-stream).
+fsync = on
+synchronous_commit = on
+full_page_writes = on
 log_line_prefix = '%m [%p] %q%u@%d '
 EOF
   as_db_user tee "$PGDATA/pg_hba.conf" >/dev/null <<EOF

@@ -306,3 +306,23 @@ fn a_handle_dropped_after_its_runtime_closes_quietly() {
     drop(db); // handing the connection back to the pool would need the runtime
     drop(t);
 }
+
+/// The local stack keeps PostgreSQL's production durability: an acknowledged commit
+/// survives a crash, so the crash and fault tests mean what they say.
+#[tokio::test]
+async fn the_local_stack_has_production_durability() {
+    let t = TestDb::new().await.unwrap();
+    let admin = t.admin_pool().await.unwrap();
+    for (setting, expected) in [
+        ("fsync", "on"),
+        ("synchronous_commit", "on"),
+        ("full_page_writes", "on"),
+    ] {
+        let value: String = sqlx::query_scalar("SELECT current_setting($1)")
+            .bind(setting)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        assert_eq!(value, expected, "{setting} on the local stack");
+    }
+}

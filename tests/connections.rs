@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use kit_tests::corpus::{clustered, DIMS};
 use kit_tests::proxy::Proxy;
 use kit_tests::search_corpus::{nearest_query, seed_rows};
-use kit_tests::TestDb;
+use kit_tests::{pgbouncer_console, TestDb};
 use serde_json::Map;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Row};
+use sqlx::Row;
 use storage::{Config, Database, ErrorClass, Namespace, SearchQuery, Upsert, WriteOp};
 
 /// A seeded database (`rows` rows, with statistics) and a query over it.
@@ -32,23 +31,7 @@ async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
 
 /// PgBouncer's counters for this test's database: (server assignments, queries).
 async fn pgbouncer_counters(t: &TestDb) -> (i64, i64) {
-    // The admin console, reached at PgBouncer's address as the admin role.
-    let bouncer: PgConnectOptions = t.app_url.parse().unwrap();
-    let admin: PgConnectOptions = std::env::var("DATABASE_ADMIN_URL")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let mut console = admin
-        .host(bouncer.get_host())
-        .port(bouncer.get_port())
-        .database("pgbouncer")
-        .connect()
-        .await
-        .expect("PgBouncer's admin console (admin_users)");
-    let rows = sqlx::raw_sql("SHOW STATS")
-        .fetch_all(&mut console)
-        .await
-        .unwrap();
+    let rows = pgbouncer_console("SHOW STATS").await.unwrap();
     let row = rows
         .iter()
         .find(|row| row.get::<String, _>("database") == t.name)

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kit_tests::stack_urls;
+use kit_tests::{pgbouncer_console, stack_urls};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
@@ -287,18 +287,7 @@ async fn pgbouncer_refuses_a_postgresql_certificate_it_cannot_verify() {
 /// of clients, PostgreSQL's certificate verified against the cluster's CA.
 #[tokio::test]
 async fn the_stack_pgbouncer_requires_tls_and_verifies_postgresql() {
-    let (bouncer, admin) = stack();
-    let mut console = admin
-        .host(bouncer.get_host())
-        .port(bouncer.get_port())
-        .database("pgbouncer")
-        .connect()
-        .await
-        .expect("PgBouncer's admin console (admin_users)");
-    let rows = sqlx::raw_sql("SHOW CONFIG")
-        .fetch_all(&mut console)
-        .await
-        .unwrap();
+    let rows = pgbouncer_console("SHOW CONFIG").await.unwrap();
     let setting = |key: &str| -> String {
         use sqlx::Row;
         rows.iter()

@@ -209,3 +209,20 @@ async fn create_from_template(
     }
     bail!("the test template {template} stayed busy; is a session connected to it?")
 }
+
+/// Runs a command on PgBouncer's admin console (`SHOW STATS`, `SHOW CONFIG`, …), reached at
+/// PgBouncer's address as the admin role, and returns its rows (the console answers in text).
+pub async fn pgbouncer_console(command: &str) -> anyhow::Result<Vec<sqlx::postgres::PgRow>> {
+    let (app, admin) = stack_urls()?;
+    let bouncer: PgConnectOptions = app.parse().context("DATABASE_URL does not parse")?;
+    let mut console = admin
+        .host(bouncer.get_host())
+        .port(bouncer.get_port())
+        .database("pgbouncer")
+        .connect()
+        .await
+        .context("PgBouncer's admin console (admin_users)")?;
+    let rows = sqlx::raw_sql(command).fetch_all(&mut console).await?;
+    console.close().await?;
+    Ok(rows)
+}

@@ -1,16 +1,27 @@
 //! A TCP proxy in front of PgBouncer that the test can cut, take down (the port is
 //! closed: connection refused) and bring back, or arm to cut every connection at a
 //! chosen moment of the client's byte stream.
+//!
+//! The stack requires verified TLS, so the proxy is a TLS endpoint on both sides when the
+//! URL asks for TLS: it answers the client's `SSLRequest` with the stack's own server
+//! certificate (the one PgBouncer presents, signed by the stack's CA, for 127.0.0.1), and
+//! reaches PgBouncer over TLS verified against that CA. Clients keep `sslmode=verify-full`,
+//! and the proxy sees the protocol in the clear, as the trips need.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 /// When to cut, by what the client (the handler) sends.
 #[derive(Clone, Debug)]
@@ -29,6 +40,7 @@ pub struct Proxy {
 
 struct Shared {
     upstream: SocketAddr,
+    tls: Option<Tls>,
     listening: AtomicBool,
     listener: Mutex<Option<JoinHandle<()>>>,
     connections: Mutex<Vec<JoinHandle<()>>>,
@@ -40,8 +52,7 @@ struct Shared {
 impl Proxy {
     /// Listens on 127.0.0.1:0 and forwards to the host and port of `database_url`.
     pub async fn start(database_url: &str) -> Self {
-        let options: sqlx::postgres::PgConnectOptions =
-            database_url.parse().expect("a database URL");
+        let options: PgConnectOptions = database_url.parse().expect("a database URL");
         let upstream = tokio::net::lookup_host((options.get_host(), options.get_port()))
             .await
             .expect("resolvable host")
@@ -51,6 +62,7 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             upstream,
+            tls: Tls::for_url(database_url, &options),
             listening: AtomicBool::new(false),
             listener: Mutex::new(None),
             connections: Mutex::new(Vec::new()),
@@ -151,8 +163,15 @@ impl Shared {
         let Ok(server) = TcpStream::connect(self.upstream).await else {
             return;
         };
-        let (mut client_read, mut client_write) = client.into_split();
-        let (mut server_read, mut server_write) = server.into_split();
+        let (client, server): (Box<dyn Stream>, Box<dyn Stream>) = match &self.tls {
+            None => (Box::new(client), Box::new(server)),
+            Some(tls) => match tls.terminate(client, server).await {
+                Ok(pair) => pair,
+                Err(_) => return,
+            },
+        };
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let (mut server_read, mut server_write) = tokio::io::split(server);
         let shared = Arc::clone(&self);
         let upstream = async move {
             let mut buf = vec![0u8; 64 * 1024];
@@ -222,4 +241,95 @@ fn find_end(tail: &[u8], chunk: &[u8], needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|start| (start + needle.len()).saturating_sub(tail.len()))
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// PostgreSQL's `SSLRequest`: length 8, then the code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Both ends of the proxy's TLS: the stack's server certificate towards the client, the
+/// stack's CA towards PgBouncer.
+struct Tls {
+    acceptor: TlsAcceptor,
+    connector: TlsConnector,
+    upstream_name: ServerName<'static>,
+}
+
+impl Tls {
+    /// `None` for a URL that does not use TLS. The certificate and key are the ones the
+    /// stack keeps beside its CA (`sslrootcert`): scripts/stack.sh's `tls/` folder.
+    fn for_url(url: &str, options: &PgConnectOptions) -> Option<Tls> {
+        if matches!(options.get_ssl_mode(), PgSslMode::Disable) {
+            return None;
+        }
+        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let ca = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("sslrootcert="))
+            .map(|path| std::path::PathBuf::from(path.replace("%20", " ")))
+            .expect("a TLS URL names its CA with sslrootcert");
+        let dir = ca.parent().expect("the CA file's folder");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.crt"))
+                .expect("the stack's server certificate")
+                .collect::<Result<_, _>>()
+                .expect("a PEM certificate");
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key"))
+            .expect("the stack's server key (readable by root)");
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("the stack's certificate and key match");
+
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&ca).expect("the stack's CA") {
+            roots.add(cert.expect("a PEM certificate")).unwrap();
+        }
+        let client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let upstream_name = ServerName::try_from(options.get_host().to_owned())
+            .expect("the upstream host is a valid TLS name");
+        Some(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+            connector: TlsConnector::from(Arc::new(client)),
+            upstream_name,
+        })
+    }
+
+    /// Answers the client's `SSLRequest` and accepts its TLS; asks PgBouncer for TLS and
+    /// verifies it.
+    async fn terminate(
+        &self,
+        mut client: TcpStream,
+        mut server: TcpStream,
+    ) -> std::io::Result<(Box<dyn Stream>, Box<dyn Stream>)> {
+        let mut request = [0u8; 8];
+        client.read_exact(&mut request).await?;
+        if request != SSL_REQUEST {
+            return Err(std::io::Error::other("the client did not ask for TLS"));
+        }
+        client.write_all(b"S").await?;
+        let client = self.acceptor.accept(client).await?;
+
+        server.write_all(&SSL_REQUEST).await?;
+        let mut answer = [0u8; 1];
+        server.read_exact(&mut answer).await?;
+        if answer != *b"S" {
+            return Err(std::io::Error::other("PgBouncer refused TLS"));
+        }
+        let server = self
+            .connector
+            .connect(self.upstream_name.clone(), server)
+            .await?;
+        Ok((Box::new(client), Box::new(server)))
+    }
 }

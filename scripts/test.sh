@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh
 scripts/install-moto.sh
+# The dependency policy (deny.toml), offline; advisories run where the network allows (docs/deploy.md).
+"$(scripts/install-deny.sh)" --locked check bans licenses sources --hide-inclusion-graph
 
 if scripts/stack.sh status >/dev/null; then started_here=false; else started_here=true; fi
 
@@ -30,7 +32,7 @@ set -a
 . "$(scripts/stack.sh env)"
 set +a
 # The same schema as after `make up`: tests that use the kit database itself find it migrated.
-cargo run -q -p kit -- migrate up
+cargo run --locked -q -p kit -- migrate up
 mkdir -p .kit/log
 rm -f "$log"
-cargo test --workspace "$@" 2>&1 | tee "$log"
+cargo test --locked --workspace "$@" 2>&1 | tee "$log"

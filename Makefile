@@ -9,14 +9,14 @@ SHELL := /bin/bash
 # Runs the rest of a recipe line with the stack's connection settings (DATABASE_URL, ...) exported.
 WITH_STACK_ENV = set -a && . "$$(scripts/stack.sh env)" && set +a &&
 
-.PHONY: deps up down status wipe fmt lint lint-infra test demo package
+.PHONY: deps up down status wipe fmt lint lint-infra deny test demo package
 
 deps:
 	scripts/install-deps.sh
 
 up: deps
 	scripts/stack.sh up
-	$(WITH_STACK_ENV) cargo run -q -p kit -- migrate up
+	$(WITH_STACK_ENV) cargo run --locked -q -p kit -- migrate up
 
 down:
 	scripts/stack.sh down
@@ -32,7 +32,7 @@ fmt:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 test:
 	scripts/lint-infra.sh
@@ -40,6 +40,12 @@ test:
 
 lint-infra:
 	scripts/lint-infra.sh
+
+# Dependency policy (deny.toml): bans, licences, sources. Offline; `make test` runs it too.
+# Advisories need the RustSec database: `cargo deny --locked check advisories` where the
+# network allows it (docs/deploy.md).
+deny:
+	"$$(scripts/install-deny.sh)" --locked check bans licenses sources
 
 # Cross-compiles the three functions for arm64 through `sam build` (slow: not part of `make test`).
 package:

@@ -15,7 +15,10 @@
 #   PGBOUNCER_USERS                  roles, space-separated (kit_ingest kit_search kit_purge)
 #   PGBOUNCER_PASSWORD_<ROLE>        each role's password (upper-cased role name)
 #   PGBOUNCER_PORT                   default 6432 (PGBOUNCER_LISTEN_ADDR default 0.0.0.0)
-#   SERVER_TLS_SSLMODE               default require; SERVER_TLS_CA_FILE for verify-ca/verify-full
+#   SERVER_TLS_SSLMODE               default verify-full: PostgreSQL's certificate must chain to
+#                                    SERVER_TLS_CA_FILE and name DB_HOST
+#   SERVER_TLS_CA_FILE               default the Amazon RDS CA bundle baked into the image
+#                                    (/etc/pgbouncer/kit/rds-ca-bundle.pem, sha256-pinned at build)
 #   CLIENT_TLS_SSLMODE               default prefer (self-signed key made at start); disable to turn off
 set -euo pipefail
 
@@ -27,8 +30,8 @@ DB_NAME="${DB_NAME:-}"
 PGBOUNCER_USERS="${PGBOUNCER_USERS:-}"
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
 PGBOUNCER_LISTEN_ADDR="${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}"
-SERVER_TLS_SSLMODE="${SERVER_TLS_SSLMODE:-require}"
-SERVER_TLS_CA_FILE="${SERVER_TLS_CA_FILE:-}"
+SERVER_TLS_SSLMODE="${SERVER_TLS_SSLMODE:-verify-full}"
+SERVER_TLS_CA_FILE="${SERVER_TLS_CA_FILE:-/etc/pgbouncer/kit/rds-ca-bundle.pem}"
 CLIENT_TLS_SSLMODE="${CLIENT_TLS_SSLMODE:-prefer}"
 BASE_INI="${PGBOUNCER_BASE_INI:-/etc/pgbouncer/kit/pgbouncer.ini}"
 RUN_DIR="${PGBOUNCER_RUN_DIR:-/run/pgbouncer}"
@@ -42,6 +45,13 @@ PGBOUNCER_BIN="${PGBOUNCER_BIN:-pgbouncer}"
 [[ $DB_PORT =~ ^[0-9]+$ ]] || fail "DB_PORT='$DB_PORT' is not a port number"
 [[ $PGBOUNCER_PORT =~ ^[0-9]+$ ]] || fail "PGBOUNCER_PORT='$PGBOUNCER_PORT' is not a port number"
 [[ -r $BASE_INI ]] || fail "$BASE_INI is missing: the image must contain the rendered pgbouncer/pgbouncer.ini"
+case $SERVER_TLS_SSLMODE in
+  disable | allow | prefer | require) ;;
+  verify-ca | verify-full)
+    [[ -s $SERVER_TLS_CA_FILE && -r $SERVER_TLS_CA_FILE ]] \
+      || fail "SERVER_TLS_SSLMODE=$SERVER_TLS_SSLMODE needs a CA bundle, and SERVER_TLS_CA_FILE=$SERVER_TLS_CA_FILE is missing or empty: build the image with RDS_CA_BUNDLE_SHA256 (docs/deploy.md, step 2) or point SERVER_TLS_CA_FILE at your database's CA" ;;
+  *) fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' is not one of disable, allow, prefer, require, verify-ca, verify-full (template parameter DatabaseTlsMode)" ;;
+esac
 [[ -d $RUN_DIR && -w $RUN_DIR ]] || fail "$RUN_DIR is not a writable directory (the task definition mounts a volume there)"
 
 umask 077
@@ -62,7 +72,7 @@ done
 unset password
 
 tls_lines="server_tls_sslmode = $SERVER_TLS_SSLMODE"
-if [[ -n $SERVER_TLS_CA_FILE ]]; then
+if [[ $SERVER_TLS_SSLMODE == verify-* ]]; then
   tls_lines+=$'\n'"server_tls_ca_file = $SERVER_TLS_CA_FILE"
 fi
 if [[ $CLIENT_TLS_SSLMODE != disable ]]; then

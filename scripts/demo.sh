@@ -43,8 +43,8 @@ fi
 # The binaries exactly as `cargo lambda watch` runs them (`cargo run --bin <name>`: one package at a
 # time, so features resolve the same and watch does not rebuild on the first invocation).
 step "build: ${FUNCTIONS[*]} and kit"
-for function in "${FUNCTIONS[@]}"; do cargo build --bin "$function"; done
-cargo build -p kit
+for function in "${FUNCTIONS[@]}"; do cargo build --locked --bin "$function"; done
+cargo build --locked -p kit
 
 # --- the emulator ------------------------------------------------------------------------
 
@@ -83,7 +83,7 @@ step "starting cargo lambda watch on $ADDRESS:$PORT (log: $WATCH_LOG)"
 # setsid: its own process group, so the trap can stop it and its children as a whole. No reload:
 # the functions must not restart halfway through because someone saved a file.
 RUST_LOG="${RUST_LOG:-warn}" RETENTION_DAYS="${RETENTION_DAYS:-30}" \
-  setsid cargo lambda watch --ignore-changes --invoke-address "$ADDRESS" --invoke-port "$PORT" \
+  setsid cargo lambda watch --locked --ignore-changes --invoke-address "$ADDRESS" --invoke-port "$PORT" \
   >"$WATCH_LOG" 2>&1 </dev/null &
 WATCH_PID=$!
 
@@ -105,5 +105,5 @@ done
 
 step "running the demo"
 # RUST_LIB_BACKTRACE=0: a failed step prints its error chain, not a backtrace (panics still get one).
-RUST_LIB_BACKTRACE=0 cargo run -q -p kit -- demo --address "$ADDRESS" --port "$PORT" --records "$RECORDS" \
+RUST_LIB_BACKTRACE=0 cargo run --locked -q -p kit -- demo --address "$ADDRESS" --port "$PORT" --records "$RECORDS" \
   --namespace "$NAMESPACE" --work-dir .kit/demo --watch-log "$WATCH_LOG" "$@"

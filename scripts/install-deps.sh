@@ -3,7 +3,7 @@
 #   1. build tools and PostgreSQL 15 headers (apt, only what is missing);
 #   2. pgvector 0.8 into the system PostgreSQL 15, built from Debian 13's source package;
 #   3. PgBouncer >= 1.21 under $KIT_CACHE/pgbouncer, built from Debian 13's source package;
-#   4. cargo-lambda (with ziglang) in a Python venv under $KIT_CACHE/venv.
+#   4. cargo-lambda (with ziglang), pinned, in a Python venv under $KIT_CACHE/venv.
 # Builds are cached outside the repo, in $KIT_CACHE; a second run only checks and prints.
 # Debian 13's sources are fetched with a private apt configuration: the system's sources stay untouched.
 set -euo pipefail
@@ -21,9 +21,15 @@ APT_PACKAGES=(
   libevent-dev libssl-dev pkg-config build-essential dpkg-dev python3-venv
 )
 LOG_DIR="$KIT_CACHE/logs"
+# cargo-lambda cross-compiles the functions (`kit build`, `sam build`); ziglang is its linker.
+# Pinned like the lint tools: a venv with other versions (an older unpinned install) is
+# brought to these. Bump both together after reading cargo-lambda's release notes.
+CARGO_LAMBDA_PINS=("cargo-lambda==1.9.2" "ziglang==0.17.1")
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'install-deps: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/venv.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/venv.sh"
 
 # Runs a build command with its output in a log file; on failure shows the log's tail.
 run_logged() {
@@ -180,17 +186,12 @@ install_pgbouncer() {
 # --- 4. Python tools -------------------------------------------------------
 
 install_python_tools() {
-  local venv="$KIT_CACHE/venv" log="$LOG_DIR/venv.log" state="already" version
-  if [[ ! -x $venv/bin/cargo-lambda ]]; then
-    step "python tools: installing cargo-lambda into $venv (log: $log)"
-    # The system Python (not pyenv or another shim on PATH): python3-venv is installed above.
-    [[ -x $venv/bin/pip ]] || run_logged "$log" /usr/bin/python3 -m venv "$venv"
-    run_logged "$log" "$venv/bin/pip" install --upgrade cargo-lambda
-    state="now"
-  fi
+  local venv="$KIT_CACHE/venv" version
+  step "python tools: ${CARGO_LAMBDA_PINS[*]} in $venv"
+  ensure_venv "$venv" "${CARGO_LAMBDA_PINS[@]}"
   command -v cargo >/dev/null || fail "cargo is not on PATH: install the Rust toolchain (rustup) first"
-  version="$(PATH="$venv/bin:$PATH" cargo lambda --version)" || fail "'cargo lambda --version' fails; see $log"
-  step "python tools: $version $state in $venv"
+  version="$(PATH="$venv/bin:$PATH" cargo lambda --version)" || fail "'cargo lambda --version' fails; see $venv.log"
+  step "python tools: $version in $venv"
 }
 
 main() {

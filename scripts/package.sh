@@ -21,8 +21,10 @@ export SAM_CLI_TELEMETRY=0
 cargo lambda --version >/dev/null 2>&1 \
   || { echo "package: cargo lambda is not installed: run scripts/install-deps.sh" >&2; exit 1; }
 
-# The template must match kit.toml before it is built.
-cargo run --quiet -p kit -- check
+# The template must match kit.toml before it is built. --locked also proves Cargo.lock is
+# current: SAM's rust-cargolambda builder runs `cargo lambda build` without --locked (its
+# BuildProperties take only Binary), and with a current lock file cargo resolves nothing anew.
+cargo run --locked --quiet -p kit -- check
 
 # rust-cargolambda is a SAM beta feature: --beta-features opts in without a prompt.
 sam build --template-file infra/template.yaml --build-dir .aws-sam/build --beta-features "$@"

@@ -8,6 +8,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install-deps.sh
 scripts/install-moto.sh
+# The dependency policy (deny.toml), offline; advisories run where the network allows (docs/deploy.md).
+"$(scripts/install-deny.sh)" --locked check bans licenses sources --hide-inclusion-graph
 
 if scripts/stack.sh status >/dev/null; then started_here=false; else started_here=true; fi
 
@@ -33,7 +35,7 @@ rm -f "$log"
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (warnings denied)"
-cargo clippy -q --workspace --all-targets -- -D warnings
+cargo clippy --locked -q --workspace --all-targets -- -D warnings
 
 scripts/stack.sh up
 set -a
@@ -41,8 +43,8 @@ set -a
 . "$(scripts/stack.sh env)"
 set +a
 # The same schema as after `make up`: tests that use the kit database itself find it migrated.
-cargo run -q -p kit -- migrate up
-cargo test --workspace "$@" 2>&1 | tee "$log"
+cargo run --locked -q -p kit -- migrate up
+cargo test --locked --workspace "$@" 2>&1 | tee "$log"
 
 # After cargo test, which holds the target directory's lock while its tests run. A run narrowed
 # by arguments (scripts/test.sh -p storage) is about those cargo tests only.

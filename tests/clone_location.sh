@@ -63,7 +63,7 @@ status="$(
   # shellcheck source=/dev/null
   . .kit/env
   set +a
-  cargo run -q -p kit -- migrate status 2>&1
+  cargo run --locked -q -p kit -- migrate status 2>&1
 )" || fail "kit migrate status failed: $status"
 grep -Eq '^0001 .* applied$' <<<"$status" || fail "kit migrate status does not show 0001 applied: $status"
 if grep -q pending <<<"$status"; then fail "migrations left pending after make up: $status"; fi

@@ -170,7 +170,7 @@ fn build_runs_cargo_lambda_for_the_three_functions() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "cargo lambda build --release --arm64 --package ingest --package search --package purge"
+        "cargo lambda build --locked --release --arm64 --package ingest --package search --package purge"
     );
 }
 

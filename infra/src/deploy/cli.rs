@@ -259,11 +259,19 @@ fn budget_lines(config: &KitConfig) -> anyhow::Result<Vec<String>> {
     Ok(String::from_utf8(buf)?.lines().map(str::to_owned).collect())
 }
 
-/// The `cargo lambda` command line `kit build` runs.
+/// The `cargo lambda` command line `kit build` runs: `--locked`, so the deployed binaries are
+/// built from exactly the committed Cargo.lock (cargo fails instead of re-resolving).
 pub fn build_command() -> Vec<String> {
-    let mut cmd: Vec<String> = ["cargo", "lambda", "build", "--release", "--arm64"]
-        .map(str::to_owned)
-        .to_vec();
+    let mut cmd: Vec<String> = [
+        "cargo",
+        "lambda",
+        "build",
+        "--locked",
+        "--release",
+        "--arm64",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     for package in FUNCTION_PACKAGES {
         cmd.push("--package".to_owned());
         cmd.push(package.to_owned());
@@ -286,7 +294,7 @@ fn path_with_kit_venv() -> Option<std::ffi::OsString> {
     std::env::join_paths(dirs).ok()
 }
 
-/// `kit build`: `cargo lambda build --release --arm64` for the three function packages.
+/// `kit build`: `cargo lambda build --locked --release --arm64` for the three function packages.
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let (_config, _path, root) = load(&args.config)?;
     let argv = build_command();

@@ -163,7 +163,7 @@ async fn claims_decide_the_namespace_for_every_authorizer_shape_in_every_mode() 
             // Body or query naming another namespace than the claim.
             assert_forbidden(
                 &call(&state, &x.search(caller, Some("victim"), acme.clone())).await,
-                &["\"acme\"", "\"victim\""],
+                &["\"acme\"", "\"victim\"", "claim \"namespace\""],
                 &what("body names another namespace"),
             );
             assert_forbidden(
@@ -172,7 +172,7 @@ async fn claims_decide_the_namespace_for_every_authorizer_shape_in_every_mode() 
                     &x.item(caller, x.victim, Some("victim"), acme.clone()),
                 )
                 .await,
-                &["\"acme\"", "\"victim\""],
+                &["\"acme\"", "\"victim\"", "claim \"namespace\""],
                 &what("query names another namespace"),
             );
 

@@ -138,7 +138,10 @@ impl Auth {
         let claim = self.namespace_claim.as_str();
         match caller(request, claim) {
             Caller::Claims { source, value } => {
-                claim_namespace(claim, source, value).map(Grant::Namespace)
+                claim_namespace(claim, source, value).map(|namespace| Grant::Claim {
+                    namespace,
+                    claim: claim.to_owned(),
+                })
             }
             Caller::Iam if self.mode.request_chooses() => Ok(Grant::Requested),
             Caller::Anonymous if self.mode == AuthMode::None => Ok(Grant::Requested),
@@ -161,8 +164,8 @@ impl Auth {
 /// The namespace a request is allowed to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Grant {
-    /// The caller's claim names it; a request naming another is refused.
-    Namespace(Namespace),
+    /// The caller's claim `claim` names it; a request naming another is refused.
+    Claim { namespace: Namespace, claim: String },
     /// The request names it (the body's or query's `namespace`, else `default`).
     Requested,
 }
@@ -171,15 +174,15 @@ impl Grant {
     /// The namespace to read, given the one the request names (if any).
     pub fn resolve(&self, requested: Option<&str>) -> Result<Namespace, ApiError> {
         match (self, requested) {
-            (Grant::Namespace(granted), Some(asked)) if asked != granted.as_str() => {
+            (Grant::Claim { namespace, claim }, Some(asked)) if asked != namespace.as_str() => {
                 Err(ApiError::forbidden(format!(
-                    "the caller's claim grants namespace {:?}, not {:?}: omit namespace \
-                     or name the caller's own",
-                    granted.as_str(),
+                    "the caller's claim {claim:?} (NAMESPACE_CLAIM) grants namespace {:?}, \
+                     not {:?}: leave namespace out or name the claim's",
+                    namespace.as_str(),
                     asked.chars().take(80).collect::<String>()
                 )))
             }
-            (Grant::Namespace(granted), _) => Ok(granted.clone()),
+            (Grant::Claim { namespace, .. }, _) => Ok(namespace.clone()),
             (Grant::Requested, Some(asked)) => Namespace::parse(asked)
                 .map_err(|e| ApiError::bad_request("invalid_namespace", e.to_string())),
             (Grant::Requested, None) => Ok(Namespace::default()),

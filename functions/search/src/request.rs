@@ -499,7 +499,10 @@ mod tests {
 
     #[test]
     fn the_authorizer_namespace_is_authoritative() {
-        let acme = Grant::Namespace(storage::Namespace::parse("acme").unwrap());
+        let acme = Grant::Claim {
+            namespace: storage::Namespace::parse("acme").unwrap(),
+            claim: "namespace".into(),
+        };
         let q = parse_search(br#"{"vector":[1,0,0]}"#, 3, &Limits::default(), &acme).unwrap();
         assert_eq!(q.namespace.as_str(), "acme");
         let err = parse_search(

@@ -82,7 +82,9 @@ mkdir -p "$(dirname "$WATCH_LOG")"
 step "starting cargo lambda watch on $ADDRESS:$PORT (log: $WATCH_LOG)"
 # setsid: its own process group, so the trap can stop it and its children as a whole. No reload:
 # the functions must not restart halfway through because someone saved a file.
-RUST_LOG="${RUST_LOG:-warn}" RETENTION_DAYS="${RETENTION_DAYS:-30}" \
+# AUTH_MODE=none: the demo's Function URL events carry no authorizer, so the body names the
+# namespace (local development only; deployed APIs use jwt, lambda or iam).
+RUST_LOG="${RUST_LOG:-warn}" RETENTION_DAYS="${RETENTION_DAYS:-30}" AUTH_MODE=none \
   setsid cargo lambda watch --locked --ignore-changes --invoke-address "$ADDRESS" --invoke-port "$PORT" \
   >"$WATCH_LOG" 2>&1 </dev/null &
 WATCH_PID=$!

@@ -148,6 +148,8 @@ fn poisoned(reason: Reason, embedding: &[f32]) -> Option<String> {
         ),
         Reason::InvalidVersion => with("version", json!(-3)),
         Reason::InvalidCreatedAt => with("created_at", json!("yesterday")),
+        // The batch's queue allows only acme (ALLOWED_NAMESPACES).
+        Reason::NamespaceNotAllowed => with("namespace", json!("globex")),
     }
 }
 
@@ -201,7 +203,8 @@ fn reset_peak_rss() -> bool {
 #[tokio::test]
 async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
     let t = TestDb::new().await.unwrap();
-    let state = state_with(&t.config());
+    let mut state = state_with(&t.config());
+    state.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
     let admin = t.admin_pool().await.unwrap();
     let mut stored = 0;
     for seed in [11u64, 12, 13] {

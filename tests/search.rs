@@ -17,7 +17,7 @@ use storage::{Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 fn search_state(t: &TestDb) -> Search {
-    Search::new(&t.config(), Limits::default(), "namespace").unwrap()
+    Search::new(&t.config(), Limits::default(), search::Auth::none()).unwrap()
 }
 
 async fn call(state: &Search, event: Value) -> (u16, Value) {
@@ -399,7 +399,7 @@ async fn a_database_that_is_down_is_503_with_retry_after_quickly() {
     let config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let state = Search::new(&config, Limits::default(), "namespace").unwrap();
+    let state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
     let started = std::time::Instant::now();
     let request: Request = search::event::request_from_slice(
         http_v2_request("GET", "/health", "", None, None)

@@ -78,7 +78,7 @@ fn result_ids(body: &Value) -> Vec<Uuid> {
 }
 
 fn state_for(t: &TestDb) -> Search {
-    Search::new(&t.config(), Limits::default(), "namespace").unwrap()
+    Search::new(&t.config(), Limits::default(), search::Auth::none()).unwrap()
 }
 
 /// The ids whose metadata passes `filter` by the Rust reference evaluator.
@@ -554,7 +554,7 @@ async fn hostile_keys_and_values_are_400_or_exact_never_extra_rows_never_500() {
         },
         ..Limits::default()
     };
-    let wide = Search::new(&t.config(), wide_limits, "namespace").unwrap();
+    let wide = Search::new(&t.config(), wide_limits, search::Auth::none()).unwrap();
     let admin = t.admin_pool().await.unwrap();
     let count = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM embeddings")
@@ -870,8 +870,13 @@ async fn per_request_settings_never_leak_to_the_next_client_through_pgbouncer() 
 }
 
 fn parse_for_test(body: &Value) -> SearchQuery {
-    search::request::parse_search(body.to_string().as_bytes(), DIMS, &Limits::default(), None)
-        .unwrap()
+    search::request::parse_search(
+        body.to_string().as_bytes(),
+        DIMS,
+        &Limits::default(),
+        &search::Grant::Requested,
+    )
+    .unwrap()
 }
 
 // ---------------------------------------------------------------------------------
@@ -1053,7 +1058,7 @@ async fn searches_item_reads_and_health_go_to_the_read_replica_when_configured()
 
     let mut config = primary.config();
     config.read_url = Some(replica.app_url.clone());
-    let state = Search::new(&config, Limits::default(), "namespace").unwrap();
+    let state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
     let search = json!({"namespace": "acme", "vector": vectors[0], "k": 100});
     let reply = post_search(&state, &search).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -1223,7 +1228,7 @@ async fn real_responses_match_the_openapi_document() {
     let down_config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let down = Search::new(&down_config, Limits::default(), "namespace").unwrap();
+    let down = Search::new(&down_config, Limits::default(), search::Auth::none()).unwrap();
     let broken = TestDb::new().await.unwrap();
     let admin = broken.admin_pool().await.unwrap();
     sqlx::query("DROP TABLE embeddings")

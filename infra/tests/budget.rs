@@ -419,3 +419,106 @@ fn every_violation_names_its_fix_in_its_message() {
         assert!(message.contains("; fix: "), "{message}");
     }
 }
+
+#[test]
+fn an_unauthenticated_api_needs_allow_unauthenticated_written_out() {
+    use kit::deploy::model::AuthMode;
+    let v = only_violation(Rule::ApiAuth, |c| {
+        c.api.auth = AuthMode::None;
+        c.api.jwt_issuer = None;
+        c.api.jwt_audience.clear();
+    });
+    assert_mentions(&v.problem, &["api.auth is \"none\"", "every namespace"]);
+    assert_mentions(
+        &v.fix,
+        &["api.allow_unauthenticated = true", "api.auth = \"jwt\""],
+    );
+    let ok = violations_after(|c| {
+        c.api.auth = AuthMode::None;
+        c.api.jwt_issuer = None;
+        c.api.jwt_audience.clear();
+        c.api.allow_unauthenticated = true;
+    });
+    assert!(ok.is_empty(), "{ok:#?}");
+    // The confirmation means nothing for another mode: refused, not silently ignored.
+    let v = only_violation(Rule::ApiAuth, |c| c.api.allow_unauthenticated = true);
+    assert_mentions(&v.problem, &["allow_unauthenticated", "\"jwt\""]);
+}
+
+#[test]
+fn each_auth_mode_has_what_it_needs_and_nothing_for_another() {
+    use kit::deploy::model::AuthMode;
+    let v = only_violation(Rule::ApiAuth, |c| c.api.jwt_issuer = None);
+    assert_mentions(&v.problem, &["api.jwt_issuer is not set"]);
+    let v = only_violation(Rule::ApiAuth, |c| {
+        c.api.jwt_issuer = Some("http://issuer".into())
+    });
+    assert_mentions(&v.problem, &["https://"]);
+    let v = only_violation(Rule::ApiAuth, |c| c.api.jwt_audience.clear());
+    assert_mentions(&v.problem, &["api.jwt_audience"]);
+    let v = only_violation(Rule::ApiAuth, |c| {
+        c.api.authorization_scopes = vec!["two words".into()]
+    });
+    assert_mentions(&v.problem, &["\"two words\""]);
+
+    let lambda = |c: &mut kit::deploy::model::KitConfig| {
+        c.api.auth = AuthMode::Lambda;
+        c.api.jwt_issuer = None;
+        c.api.jwt_audience.clear();
+    };
+    let v = only_violation(Rule::ApiAuth, lambda);
+    assert_mentions(&v.problem, &["api.lambda_authorizer_arn is not set"]);
+    let ok = violations_after(|c| {
+        lambda(c);
+        c.api.lambda_authorizer_arn =
+            Some("arn:aws:lambda:eu-west-1:123456789012:function:authorizer".into());
+    });
+    assert!(ok.is_empty(), "{ok:#?}");
+    let v = only_violation(Rule::ApiAuth, |c| {
+        lambda(c);
+        c.api.lambda_authorizer_arn = Some("authorizer".into());
+    });
+    assert_mentions(&v.problem, &["not a Lambda function ARN"]);
+
+    // jwt settings left behind under iam are refused (a typo in auth must not pass).
+    let violations = violations_after(|c| c.api.auth = AuthMode::Iam);
+    let problems: Vec<&str> = violations.iter().map(|v| v.problem.as_str()).collect();
+    assert_eq!(violations.len(), 2, "{problems:#?}");
+    assert!(problems.iter().all(|p| p.contains("api.auth is \"iam\"")));
+
+    let v = only_violation(Rule::ApiAuth, |c| c.api.namespace_claim = "a b".into());
+    assert_mentions(&v.problem, &["api.namespace_claim is \"a b\""]);
+}
+
+#[test]
+fn the_queue_needs_listed_producers_and_well_formed_namespaces() {
+    let v = only_violation(Rule::QueueAccess, |c| c.queue.producers.clear());
+    assert_mentions(&v.problem, &["queue.producers is empty", "any namespace"]);
+    assert_mentions(&v.fix, &["queue.producers = ["]);
+    for bad in [
+        "arn:aws:iam::123456789012:role/*",
+        "arn:aws:iam::123456789012:root",
+        "arn:aws:iam::12345:role/writer",
+        "arn:aws:sqs:us-east-1:123456789012:queue",
+        "writer",
+    ] {
+        let v = only_violation(Rule::QueueAccess, |c| c.queue.producers = vec![bad.into()]);
+        assert_mentions(&v.problem, &[bad]);
+    }
+    for good in [
+        "arn:aws:iam::123456789012:role/writer",
+        "arn:aws-us-gov:iam::123456789012:user/path/to/writer",
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/service-role/writer",
+    ] {
+        let ok = violations_after(|c| c.queue.producers = vec![good.into()]);
+        assert!(ok.is_empty(), "{good}: {ok:#?}");
+    }
+    let v = only_violation(Rule::QueueAccess, |c| {
+        c.queue.namespaces = vec!["acme".into(), "Acme Corp".into()]
+    });
+    assert_mentions(&v.problem, &["\"Acme Corp\""]);
+    let v = only_violation(Rule::QueueAccess, |c| {
+        c.queue.namespaces = vec!["acme".into(), "acme".into()]
+    });
+    assert_mentions(&v.problem, &["twice"]);
+}

@@ -204,3 +204,40 @@ fn errors_print_their_causes_and_never_a_backtrace() {
         );
     }
 }
+
+#[test]
+fn check_refuses_an_unauthenticated_api_unless_written_out() {
+    let s = Scratch::new("auth-none");
+    s.edit_config("auth = \"jwt\"", "auth = \"none\"");
+    let out = s.kit(&["check"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_mentions(
+        &text(&out),
+        &[
+            "✗ [api-auth] api.auth is \"none\"",
+            "write api.allow_unauthenticated = true",
+            // The JWT settings no longer apply: named too, not silently ignored.
+            "✗ [api-auth] api.jwt_issuer is set but api.auth is \"none\"",
+        ],
+    );
+    s.edit_config(
+        "auth = \"none\"",
+        "auth = \"none\"\nallow_unauthenticated = true",
+    );
+    for key in [
+        "jwt_issuer = ",
+        "jwt_audience = ",
+        "authorization_scopes = ",
+    ] {
+        let path = s.path().join("kit.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with(key)).collect();
+        std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+    }
+    let out = s.kit(&["render"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.kit(&["check"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let template = std::fs::read_to_string(s.path().join("infra/template.yaml")).unwrap();
+    assert!(template.contains("AUTH_MODE: \"none\""), "{template}");
+}

@@ -245,6 +245,7 @@ fn template_deploys_what_the_design_promises() {
     assert!(!auth["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"].is_null());
 
     for id in [
+        "IngestQueuePolicy",
         "IngestDeadLetterQueueAlarm",
         "IngestErrorsAlarm",
         "SearchErrorsAlarm",
@@ -387,4 +388,165 @@ fn the_container_includes_the_base_config_inside_a_section() {
     let dockerfile = std::fs::read_to_string(repo_root().join("pgbouncer/Dockerfile")).unwrap();
     assert!(dockerfile.contains("COPY pgbouncer.ini /etc/pgbouncer/kit/pgbouncer.ini"));
     assert!(script.contains("BASE_INI=\"${PGBOUNCER_BASE_INI:-/etc/pgbouncer/kit/pgbouncer.ini}\""));
+}
+
+/// The search function's environment variable `name` in `t`.
+fn search_env<'a>(t: &'a Value, name: &str) -> &'a Value {
+    &resource(t, "SearchFunction")["Properties"]["Environment"]["Variables"][name]
+}
+
+#[test]
+fn the_search_function_gets_auth_mode_and_namespace_claim_from_kit_toml() {
+    use kit::deploy::model::AuthMode;
+    let config = committed_config();
+    let t = template(&config);
+    assert_eq!(search_env(&t, "AUTH_MODE").as_str(), Some("jwt"));
+    assert_eq!(
+        search_env(&t, "NAMESPACE_CLAIM").as_str(),
+        Some(config.api.namespace_claim.as_str())
+    );
+    for mode in [
+        AuthMode::Jwt,
+        AuthMode::Lambda,
+        AuthMode::Iam,
+        AuthMode::None,
+    ] {
+        let mut config = committed_config();
+        config.api.auth = mode;
+        config.api.namespace_claim = "custom:tenant".into();
+        let t = template(&config);
+        assert_eq!(search_env(&t, "AUTH_MODE").as_str(), Some(mode.as_str()));
+        assert_eq!(
+            search_env(&t, "NAMESPACE_CLAIM").as_str(),
+            Some("custom:tenant")
+        );
+    }
+}
+
+#[test]
+fn each_auth_mode_renders_its_authorizer_on_every_route() {
+    use kit::deploy::model::AuthMode;
+    // jwt (the committed config): issuer and audience from kit.toml, scopes when set.
+    let mut config = committed_config();
+    config.api.jwt_issuer = Some("https://issuer.example.com/pool".into());
+    config.api.jwt_audience = vec!["client-a".into(), "client-b".into()];
+    config.api.authorization_scopes = vec!["search/read".into()];
+    let t = template(&config);
+    assert!(
+        t["Parameters"]["JwtIssuer"].is_null(),
+        "kit.toml, not a parameter"
+    );
+    let auth = &resource(&t, "SearchApi")["Properties"]["Auth"];
+    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("JwtAuthorizer"));
+    let jwt = &auth["Authorizers"]["JwtAuthorizer"];
+    assert_eq!(
+        jwt["JwtConfiguration"]["issuer"].as_str(),
+        Some("https://issuer.example.com/pool")
+    );
+    let audience: Vec<&str> = jwt["JwtConfiguration"]["audience"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(audience, ["client-a", "client-b"]);
+    assert_eq!(jwt["AuthorizationScopes"][0].as_str(), Some("search/read"));
+    let plain = template(&committed_config());
+    assert!(
+        resource(&plain, "SearchApi")["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]
+            ["AuthorizationScopes"]
+            .is_null()
+    );
+
+    // lambda: the authorizer function's ARN, payload 2.0 (context under authorizer.lambda).
+    let mut config = committed_config();
+    config.api.auth = AuthMode::Lambda;
+    config.api.lambda_authorizer_arn =
+        Some("arn:aws:lambda:us-east-1:123456789012:function:tenant-authorizer".into());
+    let t = template(&config);
+    let auth = &resource(&t, "SearchApi")["Properties"]["Auth"];
+    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("LambdaAuthorizer"));
+    let lambda = &auth["Authorizers"]["LambdaAuthorizer"];
+    assert_eq!(
+        lambda["FunctionArn"].as_str(),
+        config.api.lambda_authorizer_arn.as_deref()
+    );
+    assert_eq!(
+        lambda["AuthorizerPayloadFormatVersion"].as_str(),
+        Some("2.0")
+    );
+    assert!(auth["Authorizers"]["JwtAuthorizer"].is_null());
+
+    // iam: AWS_IAM on every route.
+    let mut config = committed_config();
+    config.api.auth = AuthMode::Iam;
+    let t = template(&config);
+    let auth = &resource(&t, "SearchApi")["Properties"]["Auth"];
+    assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("AWS_IAM"));
+    assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true));
+
+    // none: no authorizer at all.
+    let mut config = committed_config();
+    config.api.auth = AuthMode::None;
+    config.api.allow_unauthenticated = true;
+    let t = template(&config);
+    assert!(resource(&t, "SearchApi")["Properties"]["Auth"].is_null());
+}
+
+#[test]
+fn the_queue_policy_lets_only_the_listed_producers_send() {
+    let mut config = committed_config();
+    config.queue.producers = vec![
+        "arn:aws:iam::111122223333:role/writer".into(),
+        "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/kit-ingest-producer".into(),
+    ];
+    let t = template(&config);
+    let policy = &resource(&t, "IngestQueuePolicy")["Properties"];
+    assert_eq!(policy["Queues"][0]["Ref"].as_str(), Some("IngestQueue"));
+    let statements = policy["PolicyDocument"]["Statement"].as_sequence().unwrap();
+    let (allow, deny) = (&statements[0], &statements[1]);
+    let arns = |list: &Value| -> Vec<String> {
+        list.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .or_else(|| v["Fn::Sub"].as_str())
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(allow["Effect"].as_str(), Some("Allow"));
+    assert_eq!(allow["Action"].as_str(), Some("sqs:SendMessage"));
+    assert_eq!(arns(&allow["Principal"]["AWS"]), config.queue.producers);
+    // An account's own identities may hold sqs:SendMessage through their IAM policies:
+    // the Deny is what keeps them out.
+    assert_eq!(deny["Effect"].as_str(), Some("Deny"));
+    assert_eq!(deny["Principal"].as_str(), Some("*"));
+    assert_eq!(deny["Action"].as_str(), Some("sqs:SendMessage"));
+    assert_eq!(
+        arns(&deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]),
+        config.queue.producers
+    );
+    // Literal ARNs stay literal; ${AWS::…} goes through Fn::Sub.
+    let listed = &allow["Principal"]["AWS"];
+    assert_eq!(
+        listed[0].as_str(),
+        Some("arn:aws:iam::111122223333:role/writer")
+    );
+    assert!(listed[1]["Fn::Sub"].is_string());
+}
+
+#[test]
+fn the_queue_namespace_allow_list_is_an_ingest_variable() {
+    let ingest_env = |t: &Value| {
+        resource(t, "IngestFunction")["Properties"]["Environment"]["Variables"]
+            ["ALLOWED_NAMESPACES"]
+            .clone()
+    };
+    assert!(ingest_env(&template(&committed_config())).is_null());
+    let mut config = committed_config();
+    config.queue.namespaces = vec!["acme".into(), "globex".into()];
+    assert_eq!(ingest_env(&template(&config)).as_str(), Some("acme,globex"));
 }

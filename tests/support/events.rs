@@ -143,3 +143,141 @@ fn query_map(query: &str) -> Value {
         .collect();
     Value::Object(pairs)
 }
+
+const HTTP_V2_LAMBDA: &str =
+    include_str!("../fixtures/example-apigw-v2-request-lambda-authorizer.json");
+const HTTP_V2_IAM: &str = include_str!("../fixtures/example-apigw-v2-request-iam.json");
+
+/// Who an API event says the caller is: the authorizer shapes API Gateway and Function
+/// URLs deliver (each taken from its `aws_lambda_events` fixture).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// HTTP API, JWT authorizer: `requestContext.authorizer.jwt.claims`.
+    HttpJwt,
+    /// HTTP API, Lambda authorizer: `requestContext.authorizer.lambda`.
+    HttpLambda,
+    /// REST API, Cognito user pool authorizer: `requestContext.authorizer.claims`.
+    RestCognito,
+    /// REST API, Lambda authorizer: its context flat in `requestContext.authorizer`.
+    RestLambda,
+    /// HTTP API or Function URL with `AWS_IAM`: `requestContext.authorizer.iam`, no claims.
+    HttpIam,
+    /// REST API with `AWS_IAM`: `requestContext.identity` names the signer, no authorizer.
+    RestIam,
+    /// HTTP API or Function URL without any authorizer.
+    HttpAnonymous,
+    /// REST API without any authorizer or signed identity.
+    RestAnonymous,
+}
+
+impl Caller {
+    /// The shapes that carry claims (authorizer context).
+    pub const WITH_CLAIMS: [Caller; 4] = [
+        Caller::HttpJwt,
+        Caller::HttpLambda,
+        Caller::RestCognito,
+        Caller::RestLambda,
+    ];
+    /// The shapes without claims.
+    pub const WITHOUT_CLAIMS: [Caller; 4] = [
+        Caller::HttpIam,
+        Caller::RestIam,
+        Caller::HttpAnonymous,
+        Caller::RestAnonymous,
+    ];
+
+    pub fn is_iam(self) -> bool {
+        matches!(self, Caller::HttpIam | Caller::RestIam)
+    }
+}
+
+/// An API event from `caller` for `method path?query` with `body`. For the shapes with
+/// claims, `claim` is the value of the `namespace` claim (any JSON: a string, a number,
+/// an object; `None` leaves it out); the shapes without claims ignore it.
+pub fn api_request(
+    caller: Caller,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&str>,
+    claim: Option<Value>,
+) -> Value {
+    let with_claim = |mut context: Value| {
+        if let Some(value) = claim.clone() {
+            context["namespace"] = value;
+        }
+        context
+    };
+    let fixture_authorizer = |fixture: &str| -> Value {
+        let event: Value = serde_json::from_str(fixture).expect("fixture parses");
+        event["requestContext"]["authorizer"].clone()
+    };
+    let mut event = match caller {
+        Caller::HttpJwt | Caller::HttpLambda | Caller::HttpIam | Caller::HttpAnonymous => {
+            http_v2_request(method, path, query, body, None)
+        }
+        _ => {
+            let mut event = rest_v1_request(method, path, body, None);
+            let params = query_map(query);
+            if params.as_object().is_some_and(|p| !p.is_empty()) {
+                let multi: serde_json::Map<String, Value> = params
+                    .as_object()
+                    .expect("object")
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!([v])))
+                    .collect();
+                event["queryStringParameters"] = params;
+                event["multiValueQueryStringParameters"] = Value::Object(multi);
+            }
+            event
+        }
+    };
+    let context = &mut event["requestContext"];
+    match caller {
+        Caller::HttpJwt => {
+            let mut authorizer = fixture_authorizer(HTTP_V2);
+            authorizer["jwt"]["claims"] = with_claim(authorizer["jwt"]["claims"].clone());
+            context["authorizer"] = authorizer;
+        }
+        Caller::HttpLambda => {
+            let mut authorizer = fixture_authorizer(HTTP_V2_LAMBDA);
+            authorizer["lambda"] = with_claim(authorizer["lambda"].clone());
+            context["authorizer"] = authorizer;
+        }
+        Caller::HttpIam => context["authorizer"] = fixture_authorizer(HTTP_V2_IAM),
+        Caller::HttpAnonymous => {}
+        // A Cognito user pool authorizer on a REST API puts the token's claims (all
+        // strings on the wire) under `claims`.
+        Caller::RestCognito => {
+            context["authorizer"] = json!({
+                "claims": with_claim(json!({
+                    "sub": "7d8ca528-4931-4254-9273-ea5ee853f271",
+                    "cognito:username": "user-1",
+                    "token_use": "id",
+                }))
+            })
+        }
+        Caller::RestLambda => context["authorizer"] = with_claim(fixture_authorizer(REST_V1)),
+        // The fixture's identity is a signed (IAM) caller's.
+        Caller::RestIam => context["authorizer"] = Value::Null,
+        Caller::RestAnonymous => {
+            context["authorizer"] = Value::Null;
+            for key in [
+                "cognitoIdentityPoolId",
+                "accountId",
+                "cognitoIdentityId",
+                "caller",
+                "accessKey",
+                "cognitoAuthenticationType",
+                "cognitoAuthenticationProvider",
+                "userArn",
+                "user",
+                "apiKey",
+                "apiKeyId",
+            ] {
+                context["identity"][key] = Value::Null;
+            }
+        }
+    }
+    event
+}

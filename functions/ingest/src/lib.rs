@@ -18,13 +18,15 @@ use storage::{retry_transient, Backoff, Config, Database, StorageError, WriteOp}
 use telemetry::{Metrics, Unit};
 use tokio::time::Instant;
 
-pub use message::{Limits, Reason, Rejection};
+pub use message::{AllowedNamespaces, Limits, Reason, Rejection};
 
 /// Everything an invocation needs, built once per execution environment.
 #[derive(Debug)]
 pub struct Ingest {
     pub db: Database,
     pub limits: Limits,
+    /// `ALLOWED_NAMESPACES`: records of other namespaces are rejected (default: all allowed).
+    pub allowed_namespaces: AllowedNamespaces,
     pub backoff: Backoff,
     /// Time kept free before the deadline: no retry starts unless an attempt (bounded by
     /// the statement timeout) can finish within it.
@@ -39,6 +41,7 @@ impl Ingest {
         Ok(Self {
             db: Database::connect_lazy(config)?,
             limits,
+            allowed_namespaces: AllowedNamespaces::default(),
             backoff: Backoff::default(),
             reserve: config.statement_timeout.min(Duration::from_secs(5)),
             emit_metrics: true,
@@ -169,7 +172,9 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
     let mut op_positions: Vec<usize> = Vec::with_capacity(records.len());
     let mut failed_positions: Vec<usize> = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        match message::parse(record.body.as_deref(), dimensions, &state.limits, now) {
+        let parsed = message::parse(record.body.as_deref(), dimensions, &state.limits, now)
+            .and_then(|op| state.allowed_namespaces.check(op));
+        match parsed {
             Ok(op) => {
                 ops.push(op);
                 op_positions.push(index);

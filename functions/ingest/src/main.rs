@@ -1,6 +1,6 @@
 //! Runtime glue: build the shared state once, then hand each invocation to the handler.
 
-use ingest::{handler, Ingest, Limits};
+use ingest::{handler, AllowedNamespaces, Ingest, Limits};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -10,8 +10,10 @@ async fn main() -> Result<(), Error> {
     let env = credentials::Environment::load().await?;
     let config = storage::Config::from_lookup(|name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
-    tracing::info!(?config, ?limits, "ingest cold start");
-    let state = Ingest::new(&config, limits)?;
+    let allowed_namespaces = AllowedNamespaces::from_lookup(|name| env.get(name))?;
+    tracing::info!(?config, ?limits, ?allowed_namespaces, "ingest cold start");
+    let mut state = Ingest::new(&config, limits)?;
+    state.allowed_namespaces = allowed_namespaces;
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         handler(state, event).await

@@ -98,10 +98,11 @@ pub enum Reason {
     MetadataTooDeep,
     InvalidVersion,
     InvalidCreatedAt,
+    NamespaceNotAllowed,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::MissingBody,
         Reason::InvalidJson,
         Reason::UnknownField,
@@ -120,6 +121,7 @@ impl Reason {
         Reason::MetadataTooDeep,
         Reason::InvalidVersion,
         Reason::InvalidCreatedAt,
+        Reason::NamespaceNotAllowed,
     ];
 
     pub fn code(self) -> &'static str {
@@ -142,6 +144,7 @@ impl Reason {
             Reason::MetadataTooDeep => "metadata_too_deep",
             Reason::InvalidVersion => "invalid_version",
             Reason::InvalidCreatedAt => "invalid_created_at",
+            Reason::NamespaceNotAllowed => "namespace_not_allowed",
         }
     }
 }
@@ -242,6 +245,57 @@ pub fn parse(
 enum Op {
     Upsert,
     Delete,
+}
+
+/// `ALLOWED_NAMESPACES` (kit.toml `[queue] namespaces`): the namespaces this queue's
+/// records may write, comma-separated; unset or blank allows every namespace. Whoever
+/// may send to the queue may otherwise write any namespace (docs/security.md, "ingest").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedNamespaces(Option<Vec<Namespace>>);
+
+impl AllowedNamespaces {
+    /// Only `namespaces` (each must be a valid namespace).
+    pub fn only(namespaces: &[&str]) -> Result<Self, storage::NamespaceError> {
+        let parsed = namespaces
+            .iter()
+            .map(|n| Namespace::parse(n))
+            .collect::<Result<_, _>>()?;
+        Ok(Self(Some(parsed)))
+    }
+
+    /// Reads `ALLOWED_NAMESPACES` through `lookup`; a name that is not a namespace is an
+    /// error naming the variable, so the function refuses to start.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(raw) = lookup("ALLOWED_NAMESPACES").filter(|v| !v.trim().is_empty()) else {
+            return Ok(Self(None));
+        };
+        let names: Vec<&str> = raw.split(',').map(str::trim).collect();
+        Self::only(&names).map_err(|_| ConfigError::Invalid {
+            name: "ALLOWED_NAMESPACES",
+            value: raw.clone(),
+            expected: "comma-separated namespaces of 1 to 64 characters from a-z, 0-9, '_' and '-'",
+        })
+    }
+
+    /// `op` when its namespace is allowed, else a `namespace_not_allowed` rejection.
+    pub fn check(&self, op: WriteOp) -> Result<WriteOp, Rejection> {
+        match &self.0 {
+            Some(allowed) if !allowed.contains(op.key().0) => Err(reject(
+                Reason::NamespaceNotAllowed,
+                format!(
+                    "namespace {:?} is not in this queue's ALLOWED_NAMESPACES ({}); send it to \
+                     its own queue or add it to kit.toml [queue] namespaces",
+                    op.key().0.as_str(),
+                    allowed
+                        .iter()
+                        .map(Namespace::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            )),
+            _ => Ok(op),
+        }
+    }
 }
 
 fn is_null(raw: Option<&RawValue>) -> Option<&RawValue> {
@@ -721,6 +775,32 @@ mod tests {
                 "{name}={value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_allow_list_rejects_other_namespaces_and_reads_its_variable() {
+        let op = try_parse(good()).unwrap();
+        let namespace = op.key().0.as_str().to_owned();
+        assert!(AllowedNamespaces::default().check(op.clone()).is_ok());
+        let allowed = AllowedNamespaces::only(&[&namespace, "b"]).unwrap();
+        assert!(allowed.check(op.clone()).is_ok());
+        let err = AllowedNamespaces::only(&["a", "b"])
+            .unwrap()
+            .check(op)
+            .unwrap_err();
+        assert_eq!(err.reason.code(), "namespace_not_allowed");
+        assert!(err.detail.contains("ALLOWED_NAMESPACES"), "{err}");
+        let read = |v: &str| {
+            let v = v.to_owned();
+            AllowedNamespaces::from_lookup(move |_| Some(v.clone()))
+        };
+        assert_eq!(read(" ").unwrap(), AllowedNamespaces::default());
+        assert_eq!(
+            read("a, b").unwrap(),
+            AllowedNamespaces::only(&["a", "b"]).unwrap()
+        );
+        let err = read("a,Not Valid").unwrap_err().to_string();
+        assert!(err.contains("ALLOWED_NAMESPACES"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! the body once and hands `lambda_http` the rest of the event (about 1 KB), so the
 //! request the handler sees is the one `lambda_http` builds, body included. An event
 //! that says it is `"version": "2.0"` (HTTP API, Function URL) is read as one first.
+//!
+//! `lambda_http` types HTTP API JWT claims as strings, which is what API Gateway sends.
+//! An event whose claims hold other JSON values would not read at all (every request a
+//! 500), so such a value becomes a [`NON_STRING_CLAIM`] marker naming its type, which
+//! the authorization check refuses (auth.rs).
 
 use std::fmt;
 
@@ -15,6 +20,12 @@ use lambda_http::Request;
 use serde::de::{Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The first character of a JWT claim that was not a string in the event; the rest
+/// names the JSON type it had ("a number", "an object", …). No real claim starts with
+/// it (a NUL).
+pub const NON_STRING_CLAIM: &str = "\u{0}";
 
 /// An event as the runtime delivers it, with its body read once.
 #[derive(Debug)]
@@ -72,7 +83,12 @@ impl<'de> Visitor<'de> for EventVisitor {
         }
         rest.push(b'}');
         let http_api = version_2
-            .then(|| serde_json::from_slice(&rest).ok())
+            .then(|| {
+                serde_json::from_slice(&rest).ok().or_else(|| {
+                    let marked = with_string_claims(&rest)?;
+                    serde_json::from_slice(&marked).ok()
+                })
+            })
             .flatten();
         let mut request = match http_api {
             Some(event) => LambdaRequest::ApiGatewayV2(event),
@@ -95,11 +111,40 @@ impl<'de> Visitor<'de> for EventVisitor {
     }
 }
 
+/// The event with each non-string JWT claim replaced by a [`NON_STRING_CLAIM`] marker,
+/// or `None` when there is none (only read after the event failed to read as it is).
+fn with_string_claims(event: &[u8]) -> Option<Vec<u8>> {
+    let mut event: Value = serde_json::from_slice(event).ok()?;
+    let claims = event
+        .pointer_mut("/requestContext/authorizer/jwt/claims")?
+        .as_object_mut()?;
+    let mut changed = false;
+    for value in claims.values_mut() {
+        if !value.is_string() {
+            *value = Value::String(format!("{NON_STRING_CLAIM}{}", json_type(value)));
+            changed = true;
+        }
+    }
+    changed.then(|| serde_json::to_vec(&event).ok()).flatten()
+}
+
+/// The JSON type of `value`, as an error message says it.
+pub fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use lambda_http::RequestExt;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     const HTTP_V2: &str =
         include_str!("../../../tests/fixtures/example-apigw-v2-request-jwt-authorizer.json");

@@ -4,6 +4,7 @@
 //! Client mistakes are 400/403/404/413 with a stable code; a database that is down is
 //! 503 with `Retry-After`, bounded by the pool's acquire timeout.
 
+pub mod auth;
 pub mod error;
 pub mod event;
 pub mod filter;
@@ -12,7 +13,6 @@ pub mod request;
 use std::time::Instant;
 
 use lambda_http::http::{Method, StatusCode};
-use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -20,6 +20,7 @@ use storage::{Config, Database, StorageError};
 use telemetry::{Metrics, Unit};
 use uuid::Uuid;
 
+pub use auth::{Auth, AuthMode, Grant};
 pub use error::ApiError;
 pub use request::Limits;
 
@@ -28,24 +29,19 @@ pub use request::Limits;
 pub struct Search {
     pub db: Database,
     pub limits: Limits,
-    /// The authorizer claim or context key naming the caller's namespace
-    /// (`NAMESPACE_CLAIM`, default `namespace`).
-    pub namespace_claim: String,
+    /// `AUTH_MODE` and `NAMESPACE_CLAIM`: where a request's namespace may come from.
+    pub auth: Auth,
     /// Write a CloudWatch EMF line per request to stdout (default). Benchmarks that print
     /// their figures on stdout turn it off.
     pub emit_metrics: bool,
 }
 
 impl Search {
-    pub fn new(
-        config: &Config,
-        limits: Limits,
-        namespace_claim: impl Into<String>,
-    ) -> Result<Self, StorageError> {
+    pub fn new(config: &Config, limits: Limits, auth: Auth) -> Result<Self, StorageError> {
         Ok(Self {
             db: Database::connect_lazy(config)?,
             limits,
-            namespace_claim: namespace_claim.into(),
+            auth,
             emit_metrics: true,
         })
     }
@@ -128,6 +124,8 @@ async fn respond(
 }
 
 async fn search(state: &Search, request: &Request) -> Result<Response<Body>, ApiError> {
+    // Before anything else: a request the wall refuses learns nothing more.
+    let grant = state.auth.grant(request)?;
     let body = body_bytes(request.body());
     if body.len() > state.limits.max_body_bytes {
         return Err(ApiError::too_large(body.len(), state.limits.max_body_bytes));
@@ -137,8 +135,7 @@ async fn search(state: &Search, request: &Request) -> Result<Response<Body>, Api
         .dimensions()
         .await
         .map_err(|e| ApiError::from_storage(&e))?;
-    let authorized = authorized_namespace(request, &state.namespace_claim);
-    let query = request::parse_search(body, dimensions, &state.limits, authorized.as_deref())?;
+    let query = request::parse_search(body, dimensions, &state.limits, &grant)?;
     let started = Instant::now();
     let hits = state
         .db
@@ -168,6 +165,7 @@ struct SearchResponse<'a> {
 }
 
 async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let grant = state.auth.grant(request)?;
     let id = Uuid::parse_str(raw_id).map_err(|_| {
         ApiError::bad_request(
             "invalid_id",
@@ -175,8 +173,7 @@ async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Respons
         )
     })?;
     let params = request.query_string_parameters();
-    let authorized = authorized_namespace(request, &state.namespace_claim);
-    let namespace = request::resolve_namespace(params.first("namespace"), authorized.as_deref())?;
+    let namespace = grant.resolve(params.first("namespace"))?;
     let include_vector = match params.first("include_vector") {
         None | Some("false") => false,
         Some("true") => true,
@@ -207,32 +204,6 @@ async fn health(state: &Search) -> Result<Response<Body>, ApiError> {
             error.code = "database_unavailable";
             Err(error)
         }
-    }
-}
-
-/// The caller's namespace from a JWT claim (HTTP API) or Lambda authorizer context
-/// (HTTP or REST API; Cognito claims under `claims` on REST).
-pub fn authorized_namespace(request: &Request, claim: &str) -> Option<String> {
-    let authorizer = match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref()?,
-        RequestContext::ApiGatewayV1(ctx) => &ctx.authorizer,
-        #[allow(unreachable_patterns)]
-        _ => return None,
-    };
-    if let Some(value) = authorizer
-        .jwt
-        .as_ref()
-        .and_then(|jwt| jwt.claims.get(claim))
-    {
-        return Some(value.clone());
-    }
-    let field = authorizer
-        .fields
-        .get(claim)
-        .or_else(|| authorizer.fields.get("claims").and_then(|c| c.get(claim)))?;
-    match field {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
     }
 }
 

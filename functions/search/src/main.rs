@@ -3,8 +3,7 @@
 use lambda_http::lambda_runtime::{self, LambdaEvent};
 use lambda_http::{service_fn, Adapter, Error, Request, Service};
 use search::event::ApiEvent;
-use search::request::namespace_claim_from_lookup;
-use search::{handler, Limits, Search};
+use search::{handler, Auth, Limits, Search};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,9 +11,10 @@ async fn main() -> Result<(), Error> {
     let env = credentials::Environment::load().await?;
     let config = storage::Config::from_lookup(|name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
-    let claim = namespace_claim_from_lookup(|name| env.get(name))?;
-    tracing::info!(?config, ?limits, claim, "search cold start");
-    let state = Search::new(&config, limits, claim)?;
+    // AUTH_MODE and NAMESPACE_CLAIM: an invalid value stops the cold start here.
+    let auth = Auth::from_lookup(|name| env.get(name))?;
+    tracing::info!(?config, ?limits, auth_mode = %auth.mode, namespace_claim = auth.namespace_claim, "search cold start");
+    let state = Search::new(&config, limits, auth)?;
     let state = &state;
     // What `lambda_http::run` does, but with events read by `ApiEvent` (the body
     // unescaped once; see event.rs): lambda_http's adapter still builds the request,

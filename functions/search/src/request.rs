@@ -2,8 +2,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use storage::{parse_setting, ConfigError, Include, JsonVector, Namespace, SearchQuery, Vector};
+use storage::{parse_setting, ConfigError, Include, JsonVector, SearchQuery, Vector};
 
+use crate::auth::Grant;
 use crate::error::ApiError;
 use crate::filter::{parse_filter, FilterLimits};
 
@@ -125,29 +126,6 @@ impl Limits {
     }
 }
 
-/// `NAMESPACE_CLAIM` through `lookup`: the JWT claim or authorizer context key that names
-/// the caller's namespace (default `namespace`; e.g. `custom:tenant` for Cognito).
-pub fn namespace_claim_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
-    match lookup("NAMESPACE_CLAIM") {
-        None => Ok("namespace".into()),
-        Some(raw) if raw.trim().is_empty() => Ok("namespace".into()),
-        Some(raw) => {
-            let claim = raw.trim();
-            if claim.len() <= 256 && claim.chars().all(|c| c.is_ascii_graphic()) {
-                Ok(claim.to_owned())
-            } else {
-                Err(ConfigError::Invalid {
-                    name: "NAMESPACE_CLAIM",
-                    value: raw,
-                    expected: "a claim name of 1 to 256 printable ASCII characters without spaces",
-                })
-            }
-        }
-    }
-}
-
 /// A search body as sent. The vector, nearly all of it, is read by storage's vector
 /// reader ([`storage::json_vector::from_json_object`]); unknown fields are refused.
 #[derive(Deserialize)]
@@ -163,13 +141,13 @@ struct RawSearch {
     ef_search: Option<Value>,
 }
 
-/// Parses a search body. `authorized` is the namespace an authorizer granted, which
-/// wins over (and must match) the body's.
+/// Parses a search body. `grant` says whether the caller's claim fixes the namespace
+/// (the body may then only repeat it) or the body chooses it.
 pub fn parse_search(
     body: &[u8],
     dimensions: usize,
     limits: &Limits,
-    authorized: Option<&str>,
+    grant: &Grant,
 ) -> Result<SearchQuery, ApiError> {
     let mut rest = Vec::new();
     let raw =
@@ -189,7 +167,7 @@ pub fn parse_search(
             )
         })?;
 
-    let namespace = resolve_namespace(raw.namespace.as_deref(), authorized)?;
+    let namespace = grant.resolve(raw.namespace.as_deref())?;
     let vector = parse_vector(raw.vector, dimensions)?;
     let k = bounded_u32(
         raw.k.as_ref(),
@@ -243,25 +221,6 @@ pub fn parse_search(
         max_scan_tuples: limits.max_scan_tuples,
         timeout: None,
     })
-}
-
-/// The namespace the request may use: the authorizer's, if any; a body naming another is 403.
-pub fn resolve_namespace(
-    requested: Option<&str>,
-    authorized: Option<&str>,
-) -> Result<Namespace, ApiError> {
-    let parse = |raw: &str| {
-        Namespace::parse(raw).map_err(|e| ApiError::bad_request("invalid_namespace", e.to_string()))
-    };
-    match (authorized, requested) {
-        (Some(granted), Some(asked)) if granted != asked => Err(ApiError::forbidden(format!(
-            "the caller is authorized for namespace {granted:?}, not {:?}",
-            asked.chars().take(80).collect::<String>()
-        ))),
-        (Some(granted), _) => parse(granted),
-        (None, Some(asked)) => parse(asked),
-        (None, None) => Ok(Namespace::default()),
-    }
 }
 
 fn parse_vector(vector: JsonVector, dimensions: usize) -> Result<Vector, ApiError> {
@@ -358,7 +317,12 @@ mod tests {
     use serde_json::json;
 
     fn parse(body: Value) -> Result<SearchQuery, ApiError> {
-        parse_search(body.to_string().as_bytes(), 3, &Limits::default(), None)
+        parse_search(
+            body.to_string().as_bytes(),
+            3,
+            &Limits::default(),
+            &Grant::Requested,
+        )
     }
 
     #[test]
@@ -412,7 +376,7 @@ mod tests {
         }
         let err = parse(json!({"vector": [1, "a", 0]})).unwrap_err();
         assert!(err.message.contains("vector[1]"), "{}", err.message);
-        let err = parse_search(b"{", 3, &Limits::default(), None).unwrap_err();
+        let err = parse_search(b"{", 3, &Limits::default(), &Grant::Requested).unwrap_err();
         assert_eq!(err.code, "invalid_json");
     }
 
@@ -491,9 +455,9 @@ mod tests {
         );
         // The configured limits are the ones requests meet.
         let body = json!({"vector": [1, 0, 0], "k": 51}).to_string();
-        let err = parse_search(body.as_bytes(), 3, &l, None).unwrap_err();
+        let err = parse_search(body.as_bytes(), 3, &l, &Grant::Requested).unwrap_err();
         assert!(err.message.contains("1 to 50 (MAX_K)"), "{}", err.message);
-        let q = parse_search(br#"{"vector":[1,0,0]}"#, 3, &l, None).unwrap();
+        let q = parse_search(br#"{"vector":[1,0,0]}"#, 3, &l, &Grant::Requested).unwrap();
         assert_eq!((q.ef_search, q.max_scan_tuples), (64, 5000));
     }
 
@@ -534,30 +498,18 @@ mod tests {
     }
 
     #[test]
-    fn the_namespace_claim_is_configurable_and_checked() {
-        let claim = |v: Option<&str>| namespace_claim_from_lookup(|_| v.map(str::to_owned));
-        assert_eq!(claim(None).unwrap(), "namespace");
-        assert_eq!(claim(Some("")).unwrap(), "namespace");
-        assert_eq!(claim(Some("custom:tenant")).unwrap(), "custom:tenant");
-        let err = claim(Some("two words")).unwrap_err().to_string();
-        assert!(err.contains("NAMESPACE_CLAIM"), "{err}");
-    }
-
-    #[test]
     fn the_authorizer_namespace_is_authoritative() {
-        let q = parse_search(
-            br#"{"vector":[1,0,0]}"#,
-            3,
-            &Limits::default(),
-            Some("acme"),
-        )
-        .unwrap();
+        let acme = Grant::Claim {
+            namespace: storage::Namespace::parse("acme").unwrap(),
+            claim: "namespace".into(),
+        };
+        let q = parse_search(br#"{"vector":[1,0,0]}"#, 3, &Limits::default(), &acme).unwrap();
         assert_eq!(q.namespace.as_str(), "acme");
         let err = parse_search(
             br#"{"vector":[1,0,0],"namespace":"other"}"#,
             3,
             &Limits::default(),
-            Some("acme"),
+            &acme,
         )
         .unwrap_err();
         assert_eq!(

@@ -196,7 +196,8 @@ async fn measure(
         "DATABASE_URL" => Some(crate::scratch::url_with_database(app_url, name).ok()?),
         _ => std::env::var(k).ok(),
     })?;
-    let mut state = Search::new(&config, limits, "namespace")?;
+    // The bench names its namespace in each body, as a local (AUTH_MODE=none) caller.
+    let mut state = Search::new(&config, limits, search::Auth::none())?;
     state.emit_metrics = false; // stdout carries the figures
     state.db.health().await.context("reaching DATABASE_URL")?;
     let alone = state.db.searches_run_alone().await?;
@@ -216,7 +217,9 @@ async fn measure(
         .collect();
     let parsed: Vec<SearchQuery> = bodies
         .iter()
-        .map(|b| search::request::parse_search(b.as_bytes(), dims, &limits, None))
+        .map(|b| {
+            search::request::parse_search(b.as_bytes(), dims, &limits, &search::Grant::Requested)
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("the handler's parser refused a query: {}", e.message))?;
     let ef_search = parsed[0].ef_search;
@@ -280,8 +283,13 @@ async fn measure(
     for (event, body) in events.iter().zip(&bodies).skip(args.warmup) {
         let started = Instant::now();
         let request = search::event::request_from_slice(event.as_bytes())?;
-        let query = search::request::parse_search(lambda_body(request.body()), dims, &limits, None)
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let query = search::request::parse_search(
+            lambda_body(request.body()),
+            dims,
+            &limits,
+            &search::Grant::Requested,
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         breakdown.parse.push(started.elapsed());
         debug_assert_eq!(body.len(), lambda_body(request.body()).len());
         let started = Instant::now();
@@ -319,8 +327,13 @@ async fn measure(
         filtered.iterative_latency.push(elapsed);
         filtered.iterative_recall += overlap(&ids, &exact) as f64;
         filtered.iterative_fill += ids.len() as f64;
-        let mut plain = search::request::parse_search(body.as_bytes(), dims, &limits, None)
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let mut plain = search::request::parse_search(
+            body.as_bytes(),
+            dims,
+            &limits,
+            &search::Grant::Requested,
+        )
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         plain.iterative_scan = false;
         let hits = state.db.search_nearest(&plain).await?;
         let ids: Vec<Uuid> = hits.iter().map(|h| h.id).collect();

@@ -211,6 +211,16 @@ pub struct Queue {
     pub visibility_timeout_s: u32,
     pub message_retention_s: u32,
     pub dlq_message_retention_s: u32,
+    /// The IAM roles and users allowed to `sqs:SendMessage` to the queue (ARNs; the
+    /// rendered queue policy denies everyone else). Whoever can send may write any
+    /// namespace, unless `namespaces` narrows it. `${AWS::AccountId}` and
+    /// `${AWS::Partition}` are substituted at deploy time.
+    #[serde(default)]
+    pub producers: Vec<String>,
+    /// `ALLOWED_NAMESPACES` of the ingest function: the namespaces this queue's records
+    /// may write (empty: any namespace).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// The HTTP API in front of `search`.
@@ -222,6 +232,60 @@ pub struct Api {
     pub throttling_burst_limit: u32,
     /// The search p99 duration alarm fires above this many milliseconds.
     pub p99_alarm_ms: u32,
+    /// How callers authenticate (`AUTH_MODE` of the search function).
+    #[serde(default)]
+    pub auth: AuthMode,
+    /// `NAMESPACE_CLAIM`: the JWT claim or authorizer context key naming the caller's
+    /// namespace.
+    #[serde(default = "default_namespace_claim")]
+    pub namespace_claim: String,
+    /// `auth = "jwt"`: the issuer URL the JWT authorizer trusts.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// `auth = "jwt"`: the accepted audiences (`aud`, or `client_id` of access tokens).
+    #[serde(default)]
+    pub jwt_audience: Vec<String>,
+    /// `auth = "jwt"`: scopes a token must hold (any one of them) on every route.
+    #[serde(default)]
+    pub authorization_scopes: Vec<String>,
+    /// `auth = "lambda"`: the Lambda authorizer function's ARN.
+    #[serde(default)]
+    pub lambda_authorizer_arn: Option<String>,
+    /// `auth = "none"` is refused unless this is written as `true`.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
+
+/// How the search API authenticates callers, and where the function takes a request's
+/// namespace from (docs/security.md, "Tenant isolation").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// An HTTP API JWT authorizer; the namespace is a string claim of the token.
+    #[default]
+    Jwt,
+    /// A Lambda authorizer; the namespace is a string key of its context.
+    Lambda,
+    /// `AWS_IAM` routes: SigV4-signed, trusted callers name the namespace in the request.
+    Iam,
+    /// No authentication (local development only): the request names the namespace.
+    None,
+}
+
+impl AuthMode {
+    /// The `AUTH_MODE` value, as in kit.toml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Jwt => "jwt",
+            AuthMode::Lambda => "lambda",
+            AuthMode::Iam => "iam",
+            AuthMode::None => "none",
+        }
+    }
+}
+
+fn default_namespace_claim() -> String {
+    "namespace".to_owned()
 }
 
 /// The EventBridge schedule and retention of `purge`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{fill, yaml_single, yaml_str, RenderError, GENERATED_MARKER};
-use crate::deploy::model::{FunctionName, KitConfig};
+use crate::deploy::model::{AuthMode, FunctionName, KitConfig};
 
 const SKELETON: &str = include_str!("template.yaml.in");
 
@@ -112,6 +112,12 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
         config.api.throttling_burst_limit.to_string(),
     );
     v.insert("api_p99_alarm_ms", config.api.p99_alarm_ms.to_string());
+    v.insert("api_auth_mode", yaml_str(config.api.auth.as_str()));
+    v.insert("api_namespace_claim", yaml_str(&config.api.namespace_claim));
+    v.insert("api_auth_summary", auth_summary(config.api.auth).to_owned());
+    v.insert("api_auth", api_auth(config));
+    v.insert("ingest_allowed_namespaces", allowed_namespaces(config));
+    v.insert("queue_policy", queue_policy(config));
     v.insert("schedule_expression", yaml_str(&config.schedule.expression));
     v.insert(
         "schedule_retention_days",
@@ -142,6 +148,140 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
     v.insert("function_alarms", function_alarms());
 
     fill(SKELETON, &v.0)
+}
+
+/// How the template's description names the search API's authentication.
+fn auth_summary(mode: AuthMode) -> &'static str {
+    match mode {
+        AuthMode::Jwt => "every route behind a JWT authorizer",
+        AuthMode::Lambda => "every route behind a Lambda authorizer",
+        AuthMode::Iam => "every route behind AWS_IAM (SigV4) authorization",
+        AuthMode::None => "no authorization (allow_unauthenticated)",
+    }
+}
+
+/// The `Auth` block of the HTTP API: every route behind the configured authorizer.
+fn api_auth(config: &KitConfig) -> String {
+    let api = &config.api;
+    let list = |items: &[String], indent: &str| -> String {
+        items
+            .iter()
+            .map(|item| format!("{indent}- {}\n", yaml_str(item)))
+            .collect()
+    };
+    match api.auth {
+        AuthMode::Jwt => {
+            let scopes = if api.authorization_scopes.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "            AuthorizationScopes:\n{}",
+                    list(&api.authorization_scopes, "              ")
+                )
+            };
+            format!(
+                "      Auth:
+        DefaultAuthorizer: JwtAuthorizer
+        Authorizers:
+          JwtAuthorizer:
+            IdentitySource: $request.header.Authorization
+{scopes}            JwtConfiguration:
+              issuer: {issuer}
+              audience:
+{audience}",
+                issuer = yaml_str(api.jwt_issuer.as_deref().unwrap_or_default()),
+                audience = list(&api.jwt_audience, "                "),
+            )
+        }
+        AuthMode::Lambda => format!(
+            "      Auth:
+        DefaultAuthorizer: LambdaAuthorizer
+        Authorizers:
+          LambdaAuthorizer:
+            FunctionArn: {arn}
+            AuthorizerPayloadFormatVersion: \"2.0\"
+            EnableSimpleResponses: true
+            EnableFunctionDefaultPermissions: true
+            Identity:
+              Headers:
+                - Authorization
+              ReauthorizeEvery: 300
+",
+            arn = yaml_str(api.lambda_authorizer_arn.as_deref().unwrap_or_default()),
+        ),
+        AuthMode::Iam => "      Auth:
+        EnableIamAuthorizer: true
+        DefaultAuthorizer: AWS_IAM
+"
+        .to_owned(),
+        AuthMode::None => String::new(),
+    }
+}
+
+/// `ALLOWED_NAMESPACES` of ingest, when kit.toml narrows the queue to some namespaces.
+fn allowed_namespaces(config: &KitConfig) -> String {
+    if config.queue.namespaces.is_empty() {
+        return String::new();
+    }
+    format!(
+        "          ALLOWED_NAMESPACES: {}\n",
+        yaml_str(&config.queue.namespaces.join(","))
+    )
+}
+
+/// A kit.toml ARN as a YAML value: through `Fn::Sub` when it holds `${AWS::…}`.
+fn arn_value(arn: &str, indent: &str) -> String {
+    if arn.contains("${") {
+        format!("{indent}- Fn::Sub: {}\n", yaml_str(arn))
+    } else {
+        format!("{indent}- {}\n", yaml_str(arn))
+    }
+}
+
+/// Only the listed producers may send to the ingest queue: an Allow for them, and a
+/// Deny for every other principal (an Allow alone would not stop identities of the
+/// account whose own IAM policies grant `sqs:SendMessage`).
+fn queue_policy(config: &KitConfig) -> String {
+    let producers: String = config
+        .queue
+        .producers
+        .iter()
+        .map(|arn| arn_value(arn, "                "))
+        .collect();
+    let principals: String = config
+        .queue
+        .producers
+        .iter()
+        .map(|arn| arn_value(arn, "                  "))
+        .collect();
+    format!(
+        "  IngestQueuePolicy:
+    Type: AWS::SQS::QueuePolicy
+    Properties:
+      Queues:
+        - Ref: IngestQueue
+      PolicyDocument:
+        Version: \"2012-10-17\"
+        Statement:
+          - Sid: ProducersMaySend
+            Effect: Allow
+            Principal:
+              AWS:
+{producers}            Action: sqs:SendMessage
+            Resource:
+              Fn::GetAtt: [IngestQueue, Arn]
+          - Sid: NoOneElseMaySend
+            Effect: Deny
+            Principal: \"*\"
+            Action: sqs:SendMessage
+            Resource:
+              Fn::GetAtt: [IngestQueue, Arn]
+            Condition:
+              ArnNotEquals:
+                aws:PrincipalArn:
+{principals}
+"
+    )
 }
 
 /// ECS replaces tasks one at a time without ever running more than `instances`.

@@ -11,7 +11,9 @@ async fn main() -> Result<(), Error> {
     let config = storage::Config::from_lookup(|name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?limits, "ingest cold start");
-    let state = Ingest::new(&config, limits)?;
+    let mut state = Ingest::new(&config, limits)?;
+    // A refused login (rotated password) re-reads the secret; nothing to re-read locally.
+    state.db.set_credential_source(env.credential_source());
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         handler(state, event).await

@@ -14,7 +14,9 @@ async fn main() -> Result<(), Error> {
     let limits = Limits::from_lookup(|name| env.get(name))?;
     let claim = namespace_claim_from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?limits, claim, "search cold start");
-    let state = Search::new(&config, limits, claim)?;
+    let mut state = Search::new(&config, limits, claim)?;
+    // A refused login (rotated password) re-reads the secret; nothing to re-read locally.
+    state.db.set_credential_source(env.credential_source());
     let state = &state;
     // What `lambda_http::run` does, but with events read by `ApiEvent` (the body
     // unescaped once; see event.rs): lambda_http's adapter still builds the request,

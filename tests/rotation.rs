@@ -27,6 +27,7 @@ use moto::{rds_secret_json, Moto};
 use search::{Limits, Search};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
+use sqlx::Row;
 use uuid::Uuid;
 
 /// One function's warm state, built the way its `main` builds it, from the secret.
@@ -140,6 +141,30 @@ async fn stored(t: &TestDb, ids: &[Uuid]) -> i64 {
     n
 }
 
+/// The role's client connections to PgBouncer for `t`'s database, polled for up to 2 s
+/// until there are `expected` (closing a replaced pool takes a moment).
+async fn settled_clients(t: &TestDb, role: &TestRole, expected: usize) -> usize {
+    let mut console = pgbouncer_console().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let rows = sqlx::raw_sql("SHOW CLIENTS")
+            .fetch_all(&mut console)
+            .await
+            .unwrap();
+        let n = rows
+            .iter()
+            .filter(|row| {
+                row.try_get::<String, _>("user").ok().as_deref() == Some(role.name.as_str())
+                    && row.try_get::<String, _>("database").ok().as_deref() == Some(t.name.as_str())
+            })
+            .count();
+        if n == expected || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 fn password() -> String {
     format!("pw-{}", Uuid::new_v4().simple())
 }
@@ -225,6 +250,9 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
     .await;
     assert_eq!(ingest_fn.source.rereads(), 1);
     assert_eq!(search_fn.source.rereads(), 0);
+    // Ingest's old pool, and the connection it kept, are closed: PgBouncer sees one client
+    // per function.
+    assert_eq!(settled_clients(&t, &role, 2).await, 2);
 
     // Rotation 2, and PgBouncer drops every client connection (KILL, RESUME): each
     // function's next login to PgBouncer, with its old password, is refused by PgBouncer
@@ -323,6 +351,41 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
     assert_eq!(body["results"][0]["id"], json!(ids[3]));
 
     drop((search_fn, ingest_fn));
+    drop(t);
+    role.drop_role().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_renewed_login_closes_the_connections_of_the_old_one() {
+    let t = TestDb::new().await.unwrap();
+    let first = password();
+    let mut role = TestRole::create(&t, &first).await.unwrap();
+    let moto = Moto::start();
+    let arn = moto
+        .create_string_secret("kit/rotation-pool", &secret_json(&t, &role, &first))
+        .await;
+    let settings = [("DB_MAX_CONNECTIONS", "2")];
+    let search_fn = warm_search(&moto, &arn, &settings).await;
+    let vector = clustered(1, 1, DIMS, 0.05, 3).remove(0);
+
+    // Two searches at once: one connection kept (parked), the other idle in the pool.
+    let (a, b) = tokio::join!(
+        search(&search_fn.state, &vector),
+        search(&search_fn.state, &vector)
+    );
+    assert_eq!((a.0, b.0), (200, 200), "{} {}", a.2, b.2);
+    assert_eq!(settled_clients(&t, &role, 2).await, 2);
+
+    // The kept connection's next statement needs a server login, which PostgreSQL
+    // refuses (PgBouncer's stale keys): the login is renewed, and the old pool's idle
+    // connection, still logged in to PgBouncer with the old password, is closed.
+    rotate(&t, &mut role, &moto, &arn).await;
+    let (status, _, body) = search(&search_fn.state, &vector).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(search_fn.source.rereads(), 1);
+    assert_eq!(settled_clients(&t, &role, 1).await, 1);
+
+    drop(search_fn);
     drop(t);
     role.drop_role().await.unwrap();
 }

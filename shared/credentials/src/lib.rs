@@ -4,8 +4,9 @@
 //! `DATABASE_SECRET_ARN` instead: a Secrets Manager secret holding RDS-style JSON,
 //! `{"engine":"postgres","username":…,"password":…,"host":…,"port":6432,"dbname":…}`,
 //! whose host and port are PgBouncer's load balancer. [`resolve_database_url`] turns that
-//! secret into a `postgres://` URL once, at cold start, so that `storage::Config` never has
-//! to know where the URL came from:
+//! secret into a `postgres://` URL at cold start, so that `storage::Config` never has to
+//! know where the URL came from (and [`SecretSource`] reads it again after a rotation, see
+//! below):
 //!
 //! | environment | result |
 //! | --- | --- |

@@ -59,7 +59,8 @@ struct Parked {
     leased_at: Instant,
 }
 
-/// The settings a pool's login role starts every server connection with, read once:
+/// The settings a pool's login role starts every server connection with, read once per
+/// login (again after the credentials were renewed: another role may set others):
 /// when they already bound each statement, a search needs no transaction to set them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LoginDefaults {

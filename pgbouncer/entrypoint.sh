@@ -6,7 +6,11 @@
 # from variables the task definition sets, into a tmpfs-like volume:
 #   - listen address and port, TLS;
 #   - auth: one line per role in an auth_file, passwords from ECS Secrets
-#     (Secrets Manager); never written anywhere but $RUN_DIR;
+#     (Secrets Manager); never written anywhere but $RUN_DIR. With
+#     PGBOUNCER_AUTH_USER set, only that role's line: PgBouncer looks every
+#     other role's current SCRAM secret up in PostgreSQL (auth_query), so a
+#     rotated password works at once, without a restart
+#     (docs/security-rotation.md);
 #   - [databases]: the one database, on DB_HOST:DB_PORT, logging in as the
 #     client's own role with the client's password.
 #
@@ -14,6 +18,10 @@
 #   DB_HOST, DB_PORT, DB_NAME        where PostgreSQL is
 #   PGBOUNCER_USERS                  roles, space-separated (kit_ingest kit_search kit_purge)
 #   PGBOUNCER_PASSWORD_<ROLE>        each role's password (upper-cased role name)
+#   PGBOUNCER_AUTH_USER              optional: the auth_query role (e.g. kit_pgbouncer); then
+#                                    PGBOUNCER_USERS may be empty and only
+#                                    PGBOUNCER_PASSWORD_<AUTH_USER> is needed
+#   PGBOUNCER_AUTH_QUERY             default SELECT uname, phash FROM kit_pgbouncer.user_lookup($1)
 #   PGBOUNCER_PORT                   default 6432 (PGBOUNCER_LISTEN_ADDR default 0.0.0.0)
 #   SERVER_TLS_SSLMODE               default verify-full: PostgreSQL's certificate must chain to
 #                                    SERVER_TLS_CA_FILE and name DB_HOST
@@ -28,6 +36,8 @@ DB_HOST="${DB_HOST:-}"
 DB_PORT="${DB_PORT:-5432}"
 DB_NAME="${DB_NAME:-}"
 PGBOUNCER_USERS="${PGBOUNCER_USERS:-}"
+PGBOUNCER_AUTH_USER="${PGBOUNCER_AUTH_USER:-}"
+PGBOUNCER_AUTH_QUERY="${PGBOUNCER_AUTH_QUERY:-SELECT uname, phash FROM kit_pgbouncer.user_lookup(\$1)}"
 PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
 PGBOUNCER_LISTEN_ADDR="${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}"
 SERVER_TLS_SSLMODE="${SERVER_TLS_SSLMODE:-verify-full}"
@@ -39,7 +49,13 @@ PGBOUNCER_BIN="${PGBOUNCER_BIN:-pgbouncer}"
 
 [[ -n $DB_HOST ]] || fail "DB_HOST is not set: the PostgreSQL endpoint (template parameter DatabaseHost)"
 [[ -n $DB_NAME ]] || fail "DB_NAME is not set: the database name (template parameter DatabaseName)"
-[[ -n $PGBOUNCER_USERS ]] || fail "PGBOUNCER_USERS is not set: the roles to accept, e.g. 'kit_ingest kit_search kit_purge'"
+if [[ -n $PGBOUNCER_AUTH_USER ]]; then
+  # auth_query: only the lookup role is in the auth_file; the functions' roles (and their
+  # alternating-users clones) are looked up in PostgreSQL at each login.
+  [[ $PGBOUNCER_AUTH_QUERY == *'$1'* ]] || fail "PGBOUNCER_AUTH_QUERY must take the role name as \$1"
+  PGBOUNCER_USERS="$PGBOUNCER_AUTH_USER"
+fi
+[[ -n $PGBOUNCER_USERS ]] || fail "PGBOUNCER_USERS is not set: the roles to accept, e.g. 'kit_ingest kit_search kit_purge' (or set PGBOUNCER_AUTH_USER for auth_query)"
 [[ $DB_NAME =~ ^[A-Za-z0-9_]+$ ]] || fail "DB_NAME='$DB_NAME' is not a plain identifier ([A-Za-z0-9_]+)"
 [[ $DB_HOST =~ ^[A-Za-z0-9_.:-]+$ ]] || fail "DB_HOST='$DB_HOST' is not a host name or address"
 [[ $DB_PORT =~ ^[0-9]+$ ]] || fail "DB_PORT='$DB_PORT' is not a port number"
@@ -91,6 +107,11 @@ else
   tls_lines+=$'\n'"client_tls_sslmode = disable"
 fi
 
+auth_query_lines=""
+if [[ -n $PGBOUNCER_AUTH_USER ]]; then
+  auth_query_lines="auth_user = $PGBOUNCER_AUTH_USER"$'\n'"auth_query = $PGBOUNCER_AUTH_QUERY"
+fi
+
 config="$RUN_DIR/pgbouncer.ini"
 cat >"$config" <<INI
 ;; Written by entrypoint.sh at start. Sizes: the %included file, rendered from kit.toml.
@@ -104,11 +125,16 @@ listen_port = $PGBOUNCER_PORT
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = $auth_file
+$auth_query_lines
 $tls_lines
 
 [databases]
 $DB_NAME = host=$DB_HOST port=$DB_PORT dbname=$DB_NAME
 INI
 
-echo "entrypoint: PgBouncer on :$PGBOUNCER_PORT for $DB_NAME at $DB_HOST:$DB_PORT, roles: $PGBOUNCER_USERS" >&2
+if [[ -n $PGBOUNCER_AUTH_USER ]]; then
+  echo "entrypoint: PgBouncer on :$PGBOUNCER_PORT for $DB_NAME at $DB_HOST:$DB_PORT, roles looked up by $PGBOUNCER_AUTH_USER (auth_query)" >&2
+else
+  echo "entrypoint: PgBouncer on :$PGBOUNCER_PORT for $DB_NAME at $DB_HOST:$DB_PORT, roles: $PGBOUNCER_USERS" >&2
+fi
 exec "$PGBOUNCER_BIN" "$config"

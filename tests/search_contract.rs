@@ -833,7 +833,7 @@ async fn per_request_settings_never_leak_to_the_next_client_through_pgbouncer() 
     let row = sqlx::query(
         "SELECT pg_backend_pid(), current_setting('hnsw.ef_search'), current_setting('statement_timeout')",
     )
-    .fetch_one(t.db.pool())
+    .fetch_one(&t.db.pool())
     .await
     .unwrap();
     assert_eq!(

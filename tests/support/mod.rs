@@ -8,6 +8,7 @@
 pub mod corpus;
 pub mod events;
 pub mod proxy;
+pub mod roles;
 pub mod search_corpus;
 
 use std::time::Duration;

@@ -14,6 +14,8 @@ async fn main() -> Result<(), Error> {
     tracing::info!(?config, ?limits, ?allowed_namespaces, "ingest cold start");
     let mut state = Ingest::new(&config, limits)?;
     state.allowed_namespaces = allowed_namespaces;
+    // A refused login (rotated password) re-reads the secret; nothing to re-read locally.
+    state.db.set_credential_source(env.credential_source());
     let state = &state;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         handler(state, event).await

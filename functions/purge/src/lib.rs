@@ -128,7 +128,7 @@ impl From<PurgeError> for lambda_runtime::Diagnostic {
     fn from(error: PurgeError) -> Self {
         let error_type = match &error {
             PurgeError::InvalidRequest(_) | PurgeError::ZeroDays => "InvalidRequest",
-            PurgeError::Storage(e) if e.is_transient() => "DatabaseUnavailable",
+            PurgeError::Storage(e) if e.is_unavailable() => "DatabaseUnavailable",
             PurgeError::Storage(_) => "DatabaseError",
         };
         lambda_runtime::Diagnostic {

@@ -10,7 +10,9 @@ async fn main() -> Result<(), Error> {
     let config = storage::Config::from_lookup(|name| env.get(name))?;
     let settings = Settings::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?settings, "purge cold start");
-    let state = Purge::new(&config, settings)?;
+    let mut state = Purge::new(&config, settings)?;
+    // A refused login (rotated password) re-reads the secret; nothing to re-read locally.
+    state.db.set_credential_source(env.credential_source());
     let state = &state;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move { handler(state, event).await },

@@ -76,10 +76,11 @@ impl ApiError {
         }
     }
 
-    /// A database failure: transient ones are 503 with `Retry-After`, the rest 500
-    /// (a server fault, never something the client sent).
+    /// A database failure: transient ones and a refused login (still refused after the
+    /// credentials were re-read) are 503 with `Retry-After`, the rest 500 (a server
+    /// fault, never something the client sent).
     pub fn from_storage(error: &StorageError) -> Self {
-        if error.is_transient() {
+        if error.is_unavailable() {
             tracing::warn!(%error, sqlstate = ?error.sqlstate(), "database unavailable");
             Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,

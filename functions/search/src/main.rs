@@ -14,7 +14,9 @@ async fn main() -> Result<(), Error> {
     // AUTH_MODE and NAMESPACE_CLAIM: an invalid value stops the cold start here.
     let auth = Auth::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?limits, auth_mode = %auth.mode, namespace_claim = auth.namespace_claim, "search cold start");
-    let state = Search::new(&config, limits, auth)?;
+    let mut state = Search::new(&config, limits, auth)?;
+    // A refused login (rotated password) re-reads the secret; nothing to re-read locally.
+    state.db.set_credential_source(env.credential_source());
     let state = &state;
     // What `lambda_http::run` does, but with events read by `ApiEvent` (the body
     // unescaped once; see event.rs): lambda_http's adapter still builds the request,

@@ -86,6 +86,17 @@ pub enum CredentialsError {
          ARN, the secret's state and the function's credentials"
     )]
     Sdk { arn: String, detail: String },
+
+    #[error(
+        "{name}={value:?} is not valid: expected {expected} (for re-reading secret {arn} \
+         (DATABASE_SECRET_ARN) when the database refuses the login); unset it for the default"
+    )]
+    Setting {
+        arn: String,
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
 }
 
 /// The JSON the kit expects in the secret, for error messages (no values).
@@ -114,7 +125,8 @@ impl CredentialsError {
             | Self::InvalidKey { arn, .. }
             | Self::WrongEngine { arn, .. }
             | Self::Unreachable { arn, .. }
-            | Self::Sdk { arn, .. } => arn,
+            | Self::Sdk { arn, .. }
+            | Self::Setting { arn, .. } => arn,
         }
     }
 
@@ -242,6 +254,12 @@ mod tests {
             CredentialsError::Sdk {
                 arn: arn(),
                 detail: "x".into(),
+            },
+            CredentialsError::Setting {
+                arn: arn(),
+                name: "DATABASE_SECRET_REREAD_INTERVAL_MS",
+                value: "1s".into(),
+                expected: "milliseconds",
             },
         ];
         for error in all {

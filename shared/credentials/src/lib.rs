@@ -4,8 +4,9 @@
 //! `DATABASE_SECRET_ARN` instead: a Secrets Manager secret holding RDS-style JSON,
 //! `{"engine":"postgres","username":…,"password":…,"host":…,"port":6432,"dbname":…}`,
 //! whose host and port are PgBouncer's load balancer. [`resolve_database_url`] turns that
-//! secret into a `postgres://` URL once, at cold start, so that `storage::Config` never has
-//! to know where the URL came from:
+//! secret into a `postgres://` URL at cold start, so that `storage::Config` never has to
+//! know where the URL came from (and [`SecretSource`] reads it again after a rotation, see
+//! below):
 //!
 //! | environment | result |
 //! | --- | --- |
@@ -23,7 +24,18 @@
 //! let env = credentials::Environment::load().await?;
 //! let config = storage::Config::from_lookup(|name| env.get(name))?;
 //! tracing::info!(?config, "cold start"); // storage::Config's Debug redacts the password
+//! let mut state = Search::new(&config, ...)?;
+//! // After a rotation the database refuses the old password: re-read the secret then.
+//! state.db.set_credential_source(env.credential_source());
 //! ```
+//!
+//! # Rotation
+//!
+//! When PostgreSQL or PgBouncer refuses the login (`storage::ErrorClass::Credentials`), the
+//! database handle asks the [`SecretSource`] for the secret again, rebuilds its pool with
+//! the credentials read and runs the operation once more. The secret is re-read at most
+//! once per `DATABASE_SECRET_REREAD_INTERVAL_MS` (default 10 000) per execution
+//! environment, so a wrong password in the secret does not hammer Secrets Manager.
 //!
 //! # Secrets stay secret
 //!
@@ -32,15 +44,21 @@
 //! [`CredentialsError`] message contains any value read from the secret.
 
 mod error;
+mod reread;
 mod secret;
 
 pub use error::CredentialsError;
+pub use reread::{
+    RereadError, SecretSource, DATABASE_LOGIN_WAIT_MS, DATABASE_SECRET_REREAD_INTERVAL_MS,
+    DEFAULT_LOGIN_WAIT, DEFAULT_REREAD_INTERVAL,
+};
 pub use secret::DatabaseSecret;
 
 /// The SDK crates, re-exported so callers (and tests) configure the same versions.
 pub use aws_config;
 pub use aws_sdk_secretsmanager;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -48,6 +66,7 @@ use aws_config::{BehaviorVersion, ConfigLoader};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 use aws_smithy_http_client::tls;
+use reread::reread_settings;
 
 /// The variable with the database URL (local runs); when set, no secret is read.
 pub const DATABASE_URL: &str = "DATABASE_URL";
@@ -66,23 +85,67 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 /// The process environment as the functions read it: `DATABASE_URL` comes from the
 /// secret named by `DATABASE_SECRET_ARN` when only the ARN is set; every other variable
 /// is the process's own.
+///
+/// With a secret, the environment also holds a [`SecretSource`] (the same secret and
+/// Secrets Manager client) for the database handle to re-read when its login is refused
+/// after a rotation: `state.db.set_credential_source(env.credential_source())`.
 pub struct Environment {
     database_url: Option<String>,
+    source: Option<Arc<SecretSource>>,
+    lookup: Box<Lookup>,
 }
+
+/// How an [`Environment`] reads a variable (the process environment, or a test's map).
+type Lookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl Environment {
     /// Reads the secret, if one is to be read; call once at cold start.
     pub async fn load() -> Result<Self, CredentialsError> {
-        let database_url = resolve_database_url(|name| std::env::var(name).ok()).await?;
-        Ok(Self { database_url })
+        Self::load_with(|name| std::env::var(name).ok(), aws_config_loader()).await
+    }
+
+    /// [`Environment::load`] with the variables read through `lookup` and an explicit
+    /// `aws-config` loader (tests point both at their own setup).
+    pub async fn load_with(
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+        loader: ConfigLoader,
+    ) -> Result<Self, CredentialsError> {
+        let (database_url, source) = match secret_to_fetch(&lookup) {
+            None => (None, None),
+            Some(arn) => {
+                let (interval, login_wait) = reread_settings(&lookup, &arn)?;
+                let client = Client::new(&loader.load().await);
+                let url = fetch_database_url(&client, &arn).await?;
+                let source = SecretSource::new(client, arn, interval, login_wait);
+                (Some(url), Some(Arc::new(source)))
+            }
+        };
+        Ok(Self {
+            database_url,
+            source,
+            lookup: Box::new(lookup),
+        })
     }
 
     /// One variable, with `DATABASE_URL` resolved.
     pub fn get(&self, name: &str) -> Option<String> {
         match (name, &self.database_url) {
             (DATABASE_URL, Some(url)) => Some(url.clone()),
-            _ => std::env::var(name).ok(),
+            _ => (self.lookup)(name),
         }
+    }
+
+    /// The secret to re-read when the database refuses the login; `None` without
+    /// `DATABASE_SECRET_ARN` (or when `DATABASE_URL` wins): nothing to re-read.
+    pub fn credential_source(&self) -> Option<Arc<dyn storage::CredentialSource>> {
+        self.source
+            .clone()
+            .map(|source| source as Arc<dyn storage::CredentialSource>)
+    }
+
+    /// The secret source itself (its ARN and re-read interval), when there is one.
+    pub fn secret_source(&self) -> Option<&Arc<SecretSource>> {
+        self.source.as_ref()
     }
 }
 
@@ -95,6 +158,7 @@ impl std::fmt::Debug for Environment {
         };
         f.debug_struct("Environment")
             .field("database_url_from", &source)
+            .field("reread", &self.source)
             .finish()
     }
 }

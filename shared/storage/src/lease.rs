@@ -17,8 +17,12 @@
 //!   the pool once they reach its maximum lifetime, so the pool can rotate them.
 //! - Operations that run at the same time on one handle (tests, the CLI) get the parked
 //!   connection or a pool connection, whichever is free first.
+//! - When the login is refused and the credentials are re-read, [`Source::replace`] puts a
+//!   new pool (a new "login generation") in place: the parked connection and the old pool
+//!   are closed, and a connection of the old generation is never parked again.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -30,12 +34,21 @@ use crate::StorageError;
 /// A connection idle at least this long is checked before reuse (parked or pooled).
 pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// A pool, its parked connection, and what its login brings to every statement.
+/// A pool (replaced when the credentials are re-read), its parked connection, and what
+/// its login brings to every statement.
 #[derive(Debug)]
 pub(crate) struct Source {
-    pool: PgPool,
+    current: RwLock<Arc<Login>>,
     parked: Mutex<Option<Parked>>,
-    login: OnceCell<LoginDefaults>,
+}
+
+/// One set of credentials: the pool that logs in with them and what that login brings.
+#[derive(Debug)]
+struct Login {
+    pool: PgPool,
+    defaults: OnceCell<LoginDefaults>,
+    /// 0 for the pool built at cold start, +1 for each replacement.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -46,7 +59,8 @@ struct Parked {
     leased_at: Instant,
 }
 
-/// The settings a pool's login role starts every server connection with, read once:
+/// The settings a pool's login role starts every server connection with, read once per
+/// login (again after the credentials were renewed: another role may set others):
 /// when they already bound each statement, a search needs no transaction to set them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct LoginDefaults {
@@ -67,71 +81,113 @@ impl LoginDefaults {
 impl Source {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            pool,
+            current: RwLock::new(Arc::new(Login {
+                pool,
+                defaults: OnceCell::new(),
+                generation: 0,
+            })),
             parked: Mutex::new(None),
-            login: OnceCell::new(),
         }
+    }
+
+    fn current(&self) -> Arc<Login> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Which pool is in use: 0 at first, +1 each time [`Source::replace`] swaps it.
+    pub fn generation(&self) -> u64 {
+        self.current().generation
     }
 
     /// The pool, with the parked connection handed back to it first, for callers that
     /// use the pool directly (its size counts the parked connection).
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> PgPool {
         if let Ok(mut slot) = self.parked.try_lock() {
             slot.take();
         }
-        &self.pool
+        self.current().pool.clone()
     }
 
-    /// The login's defaults, read on first use and cached for the life of the handle.
+    /// Puts `pool` (logging in with re-read credentials) in place of the current one:
+    /// later operations use it; the parked connection and the old pool's connections are
+    /// closed (those in use when their operation ends). The login defaults are read
+    /// again: another login role may bring other settings.
+    pub async fn replace(&self, pool: PgPool) {
+        let old = {
+            let mut current = self
+                .current
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let next = Arc::new(Login {
+                pool,
+                defaults: OnceCell::new(),
+                generation: current.generation + 1,
+            });
+            std::mem::replace(&mut *current, next)
+        };
+        if let Some(parked) = self.parked.lock().await.take() {
+            drop(parked.conn); // back to the old pool, which closes it
+        }
+        tokio::spawn(async move { old.pool.close().await });
+    }
+
+    /// The login's defaults, read on first use and cached until the pool is replaced.
     pub async fn login_defaults(&self) -> Result<LoginDefaults, StorageError> {
-        self.login
-            .get_or_try_init(|| async {
-                let mut conn = self.lease().await?;
-                let (timeout_ms, plan_cache_mode): (i64, String) =
-                    sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn).await?;
-                conn.park();
-                let defaults = LoginDefaults {
-                    statement_timeout: u64::try_from(timeout_ms)
-                        .ok()
-                        .filter(|ms| *ms > 0)
-                        .map(Duration::from_millis),
-                    custom_plans: plan_cache_mode == "force_custom_plan",
-                };
-                tracing::info!(
-                    statement_timeout_ms = timeout_ms,
-                    plan_cache_mode,
-                    "database login defaults (searches run as one statement when they bound it)"
-                );
-                Ok(defaults)
-            })
-            .await
-            .copied()
+        if let Some(defaults) = self.current().defaults.get() {
+            return Ok(*defaults);
+        }
+        let mut conn = self.lease().await?;
+        let (timeout_ms, plan_cache_mode): (i64, String) =
+            sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn).await?;
+        let defaults = LoginDefaults {
+            statement_timeout: u64::try_from(timeout_ms)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis),
+            custom_plans: plan_cache_mode == "force_custom_plan",
+        };
+        if conn.login.defaults.set(defaults).is_ok() {
+            tracing::info!(
+                statement_timeout_ms = timeout_ms,
+                plan_cache_mode,
+                "database login defaults (searches run as one statement when they bound it)"
+            );
+        }
+        conn.park();
+        Ok(defaults)
     }
 
     /// A connection for one operation: the parked one when it is free and alive,
     /// otherwise one from the pool (bounded by the pool's acquire timeout).
     pub async fn lease(&self) -> Result<Lease<'_>, StorageError> {
+        let login = self.current();
         let mut slot = match self.parked.try_lock() {
             Ok(slot) => slot,
             Err(_) => tokio::select! {
                 slot = self.parked.lock() => slot,
-                conn = self.pool.acquire() => return Ok(Lease::new(self, conn?, Instant::now(), None)),
+                conn = login.pool.acquire() => {
+                    let conn = conn?;
+                    return Ok(Lease::new(self, login, conn, Instant::now(), None));
+                }
             },
         };
         if let Some(parked) = slot.take() {
             let leased_at = parked.leased_at;
-            if let Some(conn) = self.revive(parked).await {
-                return Ok(Lease::new(self, conn, leased_at, Some(slot)));
+            if let Some(conn) = Self::revive(&login.pool, parked).await {
+                return Ok(Lease::new(self, login, conn, leased_at, Some(slot)));
             }
         }
-        let conn = self.pool.acquire().await?;
-        Ok(Lease::new(self, conn, Instant::now(), Some(slot)))
+        let conn = login.pool.acquire().await?;
+        Ok(Lease::new(self, login, conn, Instant::now(), Some(slot)))
     }
 
     /// The parked connection if it may still be used; otherwise it is closed (idle too
     /// long, or dead) or handed back to the pool (at the end of its lifetime).
-    async fn revive(&self, parked: Parked) -> Option<PoolConnection<Postgres>> {
-        let options = self.pool.options();
+    async fn revive(pool: &PgPool, parked: Parked) -> Option<PoolConnection<Postgres>> {
+        let options = pool.options();
         let Parked {
             mut conn,
             since,
@@ -170,6 +226,8 @@ impl Drop for Source {
 /// operation; dropping the lease instead hands it back to the pool.
 pub(crate) struct Lease<'a> {
     source: &'a Source,
+    /// The login (pool) the connection came from.
+    login: Arc<Login>,
     conn: Option<PoolConnection<Postgres>>,
     leased_at: Instant,
     /// Held while the parked connection is in use, so nobody else parks one meanwhile.
@@ -179,12 +237,14 @@ pub(crate) struct Lease<'a> {
 impl<'a> Lease<'a> {
     fn new(
         source: &'a Source,
+        login: Arc<Login>,
         conn: PoolConnection<Postgres>,
         leased_at: Instant,
         slot: Option<MutexGuard<'a, Option<Parked>>>,
     ) -> Self {
         Self {
             source,
+            login,
             conn: Some(conn),
             leased_at,
             slot,
@@ -192,8 +252,13 @@ impl<'a> Lease<'a> {
     }
 
     /// The operation finished cleanly (committed, nothing pending on the connection):
-    /// keep the connection for the next one, unless another is parked already.
+    /// keep the connection for the next one, unless another is parked already or the
+    /// pool it came from was replaced meanwhile (then it goes back to that pool, which
+    /// closes it).
     pub fn park(mut self) {
+        if self.login.generation != self.source.generation() {
+            return;
+        }
         let Some(conn) = self.conn.take() else { return };
         let parked = Parked {
             conn,

@@ -5,7 +5,9 @@
 //! set-based batch writer ([`Database::write_batch`]), nearest-neighbour search with
 //! metadata filters ([`Database::search_nearest`]), item reads, batched retention
 //! purges, the embedded migrations, and the classification of database errors into
-//! transient and permanent ([`StorageError::class`]).
+//! transient, refused logins and permanent ([`StorageError::class`]). A handle given a
+//! [`CredentialSource`] re-reads its credentials when the login is refused (a rotated
+//! password) and runs the operation once more.
 //!
 //! Every statement runs inside a transaction whose settings (statement timeout,
 //! `hnsw.ef_search`, ...) are applied with `set_config(..., true)`: the kit runs
@@ -14,6 +16,7 @@
 
 pub mod bulk;
 mod config;
+mod credentials;
 mod error;
 pub mod filter;
 pub mod json_vector;
@@ -27,6 +30,7 @@ mod search;
 mod writes;
 
 pub use config::{parse_setting, Config, ConfigError};
+pub use credentials::{CredentialSource, SourceFuture};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, Scalar};
 pub use json_vector::JsonVector;
@@ -40,6 +44,8 @@ pub use writes::WriteOutcome;
 
 pub use pgvector::Vector;
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -54,12 +60,20 @@ use lease::{Lease, Source, PING_AFTER_IDLE};
 /// Cheap to share by reference; built once per Lambda execution environment. Pools are
 /// lazy: no connection is opened until the first query, and the connection is then
 /// reused across invocations, kept out of the pool between them (see `lease.rs`).
+///
+/// Every operation whose login is refused ([`ErrorClass::Credentials`]: a rotated
+/// password) asks the handle's [`CredentialSource`], if it has one, for the current
+/// credentials, replaces the primary pool with one that logs in with them, and runs
+/// once more (see `credentials.rs`).
 #[derive(Debug)]
 pub struct Database {
     primary: Source,
     read: Option<Source>,
     statement_timeout: Duration,
     dimensions: OnceCell<usize>,
+    /// The pool settings, to build a replacement pool with re-read credentials.
+    config: Config,
+    credentials: Option<credentials::Renewal>,
 }
 
 impl Database {
@@ -75,13 +89,50 @@ impl Database {
             read,
             statement_timeout: config.statement_timeout,
             dimensions: OnceCell::new(),
+            config: config.clone(),
+            credentials: None,
         })
     }
 
+    /// Where to re-read the primary login's credentials when the database refuses them
+    /// (`DATABASE_SECRET_ARN` on AWS). `None`, the default, fails such operations with
+    /// the refusal, logged with what to fix (`DATABASE_URL` has nothing to re-read).
+    /// `DATABASE_READ_URL`'s login is never re-read.
+    pub fn set_credential_source(&mut self, source: Option<Arc<dyn CredentialSource>>) {
+        self.credentials = source.map(credentials::Renewal::new);
+    }
+
     /// The primary pool, for callers (tests, the CLI) that need to run their own checks.
-    /// The handle's parked connection goes back to it first.
-    pub fn pool(&self) -> &PgPool {
+    /// The handle's parked connection goes back to it first. After the credentials were
+    /// re-read this is the new pool; a clone taken earlier is closed.
+    pub fn pool(&self) -> PgPool {
         self.primary.pool()
+    }
+
+    /// How many times the primary pool was replaced after re-reading the credentials.
+    pub fn credential_renewals(&self) -> u64 {
+        self.primary.generation()
+    }
+
+    /// Runs `operation`; if the database refused the login, renews the credentials (see
+    /// [`Database::set_credential_source`]) and runs it once more. A refused login means
+    /// no statement of the operation ran, so writes are repeated as safely as reads.
+    pub(crate) async fn relogin<T, F, Fut>(&self, operation: F) -> Result<T, StorageError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
+        let generation = self.primary.generation();
+        match operation().await {
+            Err(error) if error.class() == ErrorClass::Credentials => {
+                if self.renew_login(generation, &error).await {
+                    self.after_renewal(operation).await
+                } else {
+                    Err(error)
+                }
+            }
+            outcome => outcome,
+        }
     }
 
     /// Whether searches run as one statement (one round trip): the read connection's
@@ -89,11 +140,8 @@ impl Database {
     /// longer than `DB_STATEMENT_TIMEOUT_MS`. Otherwise each search opens a read
     /// transaction that sets them first.
     pub async fn searches_run_alone(&self) -> Result<bool, StorageError> {
-        Ok(self
-            .read_source()
-            .login_defaults()
-            .await?
-            .bound_within(self.statement_timeout))
+        let defaults = self.relogin(|| self.read_source().login_defaults()).await?;
+        Ok(defaults.bound_within(self.statement_timeout))
     }
 
     /// Hands every connection back and closes the pools.
@@ -114,6 +162,10 @@ impl Database {
     /// The number of dimensions of the `embeddings.embedding` column, read from the
     /// database once and cached for the life of this handle.
     pub async fn dimensions(&self) -> Result<usize, StorageError> {
+        self.relogin(|| self.dimensions_once()).await
+    }
+
+    async fn dimensions_once(&self) -> Result<usize, StorageError> {
         self.dimensions
             .get_or_try_init(|| async {
                 let mut conn = self.primary.lease().await?;
@@ -136,7 +188,8 @@ impl Database {
     /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts
     /// (once more on a new connection if the kept one was lost).
     pub async fn health(&self) -> Result<(), StorageError> {
-        retry::reconnecting(|| self.health_once()).await
+        self.relogin(|| retry::reconnecting(|| self.health_once()))
+            .await
     }
 
     async fn health_once(&self) -> Result<(), StorageError> {

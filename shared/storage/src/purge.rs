@@ -61,6 +61,15 @@ impl Database {
         holder: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
+        self.relogin(|| self.acquire_purge_lease_once(holder, expires_at))
+            .await
+    }
+
+    async fn acquire_purge_lease_once(
+        &self,
+        holder: Uuid,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
         let mut conn = self.primary.lease().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let taken = sqlx::query(sql::ACQUIRE_LEASE)
@@ -76,6 +85,10 @@ impl Database {
 
     /// Gives the lease back early (end of a run).
     pub async fn release_purge_lease(&self, holder: Uuid) -> Result<(), StorageError> {
+        self.relogin(|| self.release_purge_lease_once(holder)).await
+    }
+
+    async fn release_purge_lease_once(&self, holder: Uuid) -> Result<(), StorageError> {
         let mut conn = self.primary.lease().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         sqlx::query(sql::RELEASE_LEASE)
@@ -92,6 +105,14 @@ impl Database {
     /// for; a later batch or run gets them. A row that a concurrent upsert made newer
     /// than the cutoff is re-checked under its lock and left alone.
     pub async fn purge_batch(
+        &self,
+        scope: &PurgeScope,
+        limit: u32,
+    ) -> Result<PurgeBatch, StorageError> {
+        self.relogin(|| self.purge_batch_once(scope, limit)).await
+    }
+
+    async fn purge_batch_once(
         &self,
         scope: &PurgeScope,
         limit: u32,
@@ -118,6 +139,10 @@ impl Database {
 
     /// Counts what a purge with `scope` would delete now, deleting nothing.
     pub async fn count_expired(&self, scope: &PurgeScope) -> Result<PurgeBatch, StorageError> {
+        self.relogin(|| self.count_expired_once(scope)).await
+    }
+
+    async fn count_expired_once(&self, scope: &PurgeScope) -> Result<PurgeBatch, StorageError> {
         let mut conn = self.primary.lease().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let rows = bind_scope(sqlx::query(sql::COUNT_EXPIRED), scope)

@@ -84,7 +84,8 @@ impl Database {
     /// A search that lost its connection (PgBouncer restarted, a load balancer dropped
     /// it) runs once more on a new one: reads are idempotent.
     pub async fn search_nearest(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
-        reconnecting(|| self.search_once(query)).await
+        self.relogin(|| reconnecting(|| self.search_once(query)))
+            .await
     }
 
     async fn search_once(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
@@ -133,7 +134,8 @@ impl Database {
         id: Uuid,
         include_vector: bool,
     ) -> Result<Option<Item>, StorageError> {
-        reconnecting(|| self.get_item_once(namespace, id, include_vector)).await
+        self.relogin(|| reconnecting(|| self.get_item_once(namespace, id, include_vector)))
+            .await
     }
 
     async fn get_item_once(

@@ -52,6 +52,10 @@ impl Database {
     /// concurrent writer commits a newer row for a key after that snapshot was taken,
     /// the op that loses to it counts as `unchanged` rather than `stale`.
     pub async fn write_batch(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StorageError> {
+        self.relogin(|| self.write_batch_once(ops)).await
+    }
+
+    async fn write_batch_once(&self, ops: &[WriteOp]) -> Result<WriteOutcome, StorageError> {
         let mut winners = last_writer_per_key(ops);
         winners.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         let mut outcome = WriteOutcome {

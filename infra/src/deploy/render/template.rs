@@ -134,6 +134,10 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
         min_healthy_percent(p.instances).to_string(),
     );
     v.insert("pgbouncer_nofile", file_descriptors(config).to_string());
+    v.insert(
+        "login_wait_ms",
+        login_wait_ms(p.server_login_retry_s).to_string(),
+    );
     let users: Vec<&str> = config
         .functions()
         .iter()
@@ -293,6 +297,14 @@ fn min_healthy_percent(instances: u32) -> u32 {
     }
 }
 
+/// `DATABASE_LOGIN_WAIT_MS`: after re-reading rotated credentials, a function waits this
+/// long for PgBouncer to try them. PgBouncer refuses a role's clients with its cached error
+/// for `server_login_retry` after a refused server login; two seconds more cover the
+/// refused attempt that makes it log in again and the next one.
+fn login_wait_ms(server_login_retry_s: u32) -> u64 {
+    (u64::from(server_login_retry_s) + 2) * 1000
+}
+
 /// Every client and server connection is a file descriptor, plus some for PgBouncer itself.
 fn file_descriptors(config: &KitConfig) -> u64 {
     let p = &config.pgbouncer;
@@ -321,7 +333,7 @@ fn secrets(config: &KitConfig) -> String {
           - id: CKV_AWS_149
             comment: Encrypted with the AWS managed key for Secrets Manager; set KmsKeyId here if your organisation requires a customer managed key (then grant kms:Decrypt to the function and the PgBouncer execution role).
           - id: CKV2_AWS_57
-            comment: PgBouncer reads the password at task start; rotate by updating the secret, ALTER ROLE, then redeploying the PgBouncer service (docs/deploy.md) rather than with a rotation Lambda.
+            comment: The AWS rotation functions require the secret's host to be the database's, and this secret's host is the PgBouncer endpoint; rotate with alternating users as docs/security-rotation.md describes (the functions re-read the secret when their login is refused).
     Properties:
       Description: Login of the {role} role, used by the {name} function through PgBouncer (host and port are the PgBouncer endpoint).
       GenerateSecretString:
@@ -439,6 +451,12 @@ mod tests {
         assert_eq!(min_healthy_percent(2), 50);
         assert_eq!(min_healthy_percent(3), 66);
         assert_eq!(min_healthy_percent(10), 90);
+    }
+
+    #[test]
+    fn functions_wait_out_pgbouncers_login_retry() {
+        assert_eq!(login_wait_ms(5), 7_000);
+        assert_eq!(login_wait_ms(0), 2_000);
     }
 
     #[test]

@@ -31,7 +31,11 @@ async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
 
 /// PgBouncer's counters for this test's database: (server assignments, queries).
 async fn pgbouncer_counters(t: &TestDb) -> (i64, i64) {
-    let rows = pgbouncer_console("SHOW STATS").await.unwrap();
+    let mut console = pgbouncer_console().await.unwrap();
+    let rows = sqlx::raw_sql("SHOW STATS")
+        .fetch_all(&mut console)
+        .await
+        .unwrap();
     let row = rows
         .iter()
         .find(|row| row.get::<String, _>("database") == t.name)

@@ -19,7 +19,8 @@ use kit_tests::corpus::{clustered, DIMS};
 use kit_tests::events::{
     context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
 };
-use kit_tests::roles::{pgbouncer_console, sync_pgbouncer_auth_file, TestRole};
+use kit_tests::pgbouncer_console;
+use kit_tests::roles::{sync_pgbouncer_auth_file, TestRole};
 use kit_tests::TestDb;
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
@@ -52,7 +53,7 @@ async fn environment(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Environm
 async fn warm_search(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<Search> {
     let env = environment(moto, arn, extra).await;
     let config = storage::Config::from_lookup(|name| env.get(name)).unwrap();
-    let mut state = Search::new(&config, Limits::default(), "namespace").unwrap();
+    let mut state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
     state.db.set_credential_source(env.credential_source());
     state.emit_metrics = false;
     let source = env.secret_source().expect("a secret source").clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kit_tests::{pgbouncer_console, stack_urls};
+use kit_tests::{pgbouncer_setting, stack_urls};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
@@ -287,15 +287,11 @@ async fn pgbouncer_refuses_a_postgresql_certificate_it_cannot_verify() {
 /// of clients, PostgreSQL's certificate verified against the cluster's CA.
 #[tokio::test]
 async fn the_stack_pgbouncer_requires_tls_and_verifies_postgresql() {
-    let rows = pgbouncer_console("SHOW CONFIG").await.unwrap();
-    let setting = |key: &str| -> String {
-        use sqlx::Row;
-        rows.iter()
-            .find(|row| row.get::<String, _>("key") == key)
-            .map(|row| row.get::<String, _>("value"))
-            .unwrap_or_else(|| panic!("SHOW CONFIG has no {key}"))
-    };
-    assert_eq!(setting("client_tls_sslmode"), "require");
-    assert_eq!(setting("server_tls_sslmode"), "verify-full");
-    assert_eq!(PathBuf::from(setting("server_tls_ca_file")), stack_ca());
+    let setting = |key: &'static str| async move { pgbouncer_setting(key).await.unwrap() };
+    assert_eq!(setting("client_tls_sslmode").await, "require");
+    assert_eq!(setting("server_tls_sslmode").await, "verify-full");
+    assert_eq!(
+        PathBuf::from(setting("server_tls_ca_file").await),
+        stack_ca()
+    );
 }

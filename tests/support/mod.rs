@@ -211,19 +211,28 @@ async fn create_from_template(
     bail!("the test template {template} stayed busy; is a session connected to it?")
 }
 
-/// Runs a command on PgBouncer's admin console (`SHOW STATS`, `SHOW CONFIG`, …), reached at
-/// PgBouncer's address as the admin role, and returns its rows (the console answers in text).
-pub async fn pgbouncer_console(command: &str) -> anyhow::Result<Vec<sqlx::postgres::PgRow>> {
+/// PgBouncer's admin console, reached at PgBouncer's address as the admin role
+/// (`admin_users`): `SHOW STATS`, `SHOW CONFIG`, `RELOAD`, … (it answers in text).
+pub async fn pgbouncer_console() -> anyhow::Result<PgConnection> {
     let (app, admin) = stack_urls()?;
     let bouncer: PgConnectOptions = app.parse().context("DATABASE_URL does not parse")?;
-    let mut console = admin
+    admin
         .host(bouncer.get_host())
         .port(bouncer.get_port())
         .database("pgbouncer")
         .connect()
         .await
-        .context("PgBouncer's admin console (admin_users)")?;
-    let rows = sqlx::raw_sql(command).fetch_all(&mut console).await?;
-    console.close().await?;
-    Ok(rows)
+        .context("PgBouncer's admin console (admin_users)")
+}
+
+/// One of the running PgBouncer's settings, from `SHOW CONFIG`.
+pub async fn pgbouncer_setting(key: &str) -> anyhow::Result<String> {
+    use sqlx::Row;
+    let mut console = pgbouncer_console().await?;
+    let rows = sqlx::raw_sql("SHOW CONFIG").fetch_all(&mut console).await?;
+    console.close().await.ok();
+    rows.iter()
+        .find(|row| row.try_get::<String, _>("key").ok().as_deref() == Some(key))
+        .and_then(|row| row.try_get::<String, _>("value").ok())
+        .with_context(|| format!("PgBouncer's SHOW CONFIG has no {key}"))
 }

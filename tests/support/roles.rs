@@ -1,24 +1,23 @@
 //! Login roles of a test's own, for tests that change a role's password (rotation)
-//! without touching the stack's roles, and PgBouncer's admin console.
+//! without touching the stack's roles.
 //!
-//! The local stack lets only its own roles log in (`scripts/stack.sh` writes `pg_hba.conf`
-//! and PgBouncer's `auth_file` for `kit_admin` and `kit_app`). A [`TestRole`] is a member
-//! of the NOLOGIN group [`TEST_LOGINS`]; the first one adds one line for that group to the
-//! running cluster's `pg_hba.conf` (gone at the cluster's next start, when the stack
-//! rewrites the file) and each password change is copied into PgBouncer's `auth_file` from
-//! `pg_authid`, the way the stack does it, followed by `RELOAD` on the admin console.
+//! PostgreSQL lets any role log in over verified TLS (`scripts/stack.sh` writes
+//! `pg_hba.conf`), but PgBouncer knows only the roles in its `auth_file`. A [`TestRole`]
+//! is a member of the NOLOGIN group [`TEST_LOGINS`]; each password change is copied into
+//! PgBouncer's `auth_file` from `pg_authid`, the way the stack does it, followed by
+//! `RELOAD` on the admin console.
 
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Row};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 use tokio::sync::Mutex;
 
-use crate::{stack_urls, TestDb};
+use crate::{pgbouncer_console, pgbouncer_setting, stack_urls, TestDb};
 
-/// The group every test login role belongs to; `pg_hba.conf` lets its members in.
+/// The group every test login role belongs to (how their `auth_file` lines are found).
 pub const TEST_LOGINS: &str = "kit_test_logins";
 
 /// Rewrites of PgBouncer's auth file, one at a time within a test binary.
@@ -59,7 +58,6 @@ impl TestRole {
                 .as_str(),
             )
             .await?;
-        allow_test_logins(&mut admin).await?;
         admin.close().await.ok();
         let role = Self {
             name,
@@ -146,8 +144,7 @@ impl TestRole {
 /// `scripts/stack.sh up` does for the stack's roles, here for the test's.
 pub async fn sync_pgbouncer_auth_file() -> anyhow::Result<()> {
     let _one_at_a_time = AUTH_FILE.lock().await;
-    let mut console = pgbouncer_console().await?;
-    let path = pgbouncer_setting(&mut console, "auth_file").await?;
+    let path = pgbouncer_setting("auth_file").await?;
     let mut admin = admin_connection().await?;
     let test_lines: Vec<String> = sqlx::query_scalar(
         "SELECT format('\"%s\" \"%s\"', a.rolname, a.rolpassword) FROM pg_authid a \
@@ -176,54 +173,9 @@ pub async fn sync_pgbouncer_auth_file() -> anyhow::Result<()> {
     std::os::unix::fs::chown(&tmp, Some(metadata.uid()), Some(metadata.gid()))?;
     std::fs::rename(&tmp, &path)?;
 
+    let mut console = pgbouncer_console().await?;
     sqlx::raw_sql("RELOAD").execute(&mut console).await?;
     console.close().await.ok();
-    Ok(())
-}
-
-/// PgBouncer's admin console (`admin_users` is the stack's admin role).
-pub async fn pgbouncer_console() -> anyhow::Result<PgConnection> {
-    let (app, admin) = stack_urls()?;
-    let bouncer: PgConnectOptions = app.parse()?;
-    admin
-        .host(bouncer.get_host())
-        .port(bouncer.get_port())
-        .database("pgbouncer")
-        .connect()
-        .await
-        .context("PgBouncer's admin console (admin_users)")
-}
-
-async fn pgbouncer_setting(console: &mut PgConnection, key: &str) -> anyhow::Result<String> {
-    let rows = sqlx::raw_sql("SHOW CONFIG")
-        .fetch_all(&mut *console)
-        .await?;
-    rows.iter()
-        .find(|row| row.try_get::<String, _>("key").ok().as_deref() == Some(key))
-        .and_then(|row| row.try_get::<String, _>("value").ok())
-        .with_context(|| format!("PgBouncer's SHOW CONFIG has no {key}"))
-}
-
-/// Adds `host all +kit_test_logins 127.0.0.1/32 scram-sha-256` to the running cluster's
-/// `pg_hba.conf` once, and reloads it.
-async fn allow_test_logins(admin: &mut PgConnection) -> anyhow::Result<()> {
-    let _one_at_a_time = AUTH_FILE.lock().await;
-    let path: String = sqlx::query_scalar("SELECT current_setting('hba_file')")
-        .fetch_one(&mut *admin)
-        .await?;
-    let line = format!("host    all       +{TEST_LOGINS}         127.0.0.1/32  scram-sha-256");
-    let current = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    if current.lines().any(|l| l == line) {
-        return Ok(());
-    }
-    // Appended in place: the file keeps its owner (the postgres OS user).
-    use std::io::Write as _;
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
-    writeln!(
-        file,
-        "# Added by the tests (tests/support/roles.rs) until the next start\n{line}"
-    )?;
-    admin.execute("SELECT pg_reload_conf()").await?;
     Ok(())
 }
 

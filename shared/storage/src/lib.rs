@@ -43,7 +43,7 @@ pub use pgvector::Vector;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use tokio::sync::OnceCell;
 
 use lease::{Lease, Source, PING_AFTER_IDLE};
@@ -161,8 +161,8 @@ impl Database {
 }
 
 fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
-    let options: PgConnectOptions = url
-        .parse()
+    let url = config::connect_url(url)?;
+    let options = PgConnectOptions::from_url(&url)
         .map_err(|e| StorageError::Config(ConfigError::invalid_url(e)))?;
     Ok(PgPoolOptions::new()
         .min_connections(0)

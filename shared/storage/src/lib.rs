@@ -28,7 +28,7 @@ mod writes;
 
 pub use config::{parse_setting, Config, ConfigError};
 pub use error::{ErrorClass, StorageError};
-pub use filter::{Comparison, Filter, Scalar};
+pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};
 pub use json_vector::JsonVector;
 pub use migrate::{MigrationState, MIGRATOR};
 pub use purge::RetentionPolicy;

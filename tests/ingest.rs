@@ -392,3 +392,133 @@ async fn the_batch_report_counts_stale_records() {
     );
     assert!(report.failures.is_empty());
 }
+
+/// The log lines written while `work` runs on this thread (JSON, one per line).
+async fn logged<T>(work: impl std::future::Future<Output = T>) -> (T, Vec<Value>) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing_subscriber::util::SubscriberInitExt::set_default(subscriber);
+    let out = work.await;
+    drop(guard);
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let parsed = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    (out, parsed)
+}
+
+/// Retention counts from `created_at`: a record dated beyond the clock skew would never
+/// be purged, one before the floor would be purged at once. Each is a per-record failure
+/// with its own reason code (and one log line), never written, never dropped; times
+/// within the bounds are stored as sent.
+#[tokio::test]
+async fn created_at_beyond_the_clock_skew_or_before_the_floor_is_a_record_failure() {
+    let t = TestDb::new().await.unwrap();
+    let state = ingest_state(&t);
+    let v = clustered(6, 1, DIMS, 0.3, 43);
+    let now = chrono::Utc::now();
+    let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
+    let cases = [
+        (rfc3339(now - chrono::TimeDelta::days(400)), None),
+        (
+            rfc3339(now + chrono::TimeDelta::days(3650)),
+            Some("created_at_in_future"),
+        ),
+        (
+            "1970-01-01T00:00:00Z".to_owned(),
+            Some("created_at_too_old"),
+        ),
+        (rfc3339(now + chrono::TimeDelta::seconds(60)), None),
+        (
+            "9999-12-31T23:59:59Z".to_owned(),
+            Some("created_at_in_future"),
+        ),
+        (
+            "1999-12-31T23:59:59+00:00".to_owned(),
+            Some("created_at_too_old"),
+        ),
+    ];
+    let ids: Vec<Uuid> = cases.iter().map(|_| Uuid::new_v4()).collect();
+    let bodies: Vec<String> = cases
+        .iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(i, ((created_at, _), id))| {
+            let mut body: Value =
+                serde_json::from_str(&upsert_body(*id, "acme", &v[i], json!({}), 0)).unwrap();
+            body["created_at"] = json!(created_at);
+            body.to_string()
+        })
+        .collect();
+
+    let (failures, logs) = logged(invoke(&state, &bodies, STANDARD_QUEUE)).await;
+    assert_eq!(failures, ["m1", "m2", "m4", "m5"]);
+    for (i, (_, reason)) in cases.iter().enumerate() {
+        let lines: Vec<&Value> = logs
+            .iter()
+            .filter(|l| l["fields"]["message_id"] == format!("m{i}"))
+            .collect();
+        match reason {
+            Some(code) => {
+                assert_eq!(lines.len(), 1, "m{i}: {lines:?}");
+                let fields = &lines[0]["fields"];
+                assert_eq!(fields["message"], "record rejected");
+                assert_eq!(fields["reason"], *code);
+                let detail = fields["detail"].as_str().unwrap();
+                let setting = if *code == "created_at_in_future" {
+                    "MAX_CLOCK_SKEW_S"
+                } else {
+                    "MIN_CREATED_AT"
+                };
+                assert!(detail.contains(setting), "{detail}");
+            }
+            None => assert!(lines.is_empty(), "m{i}: {lines:?}"),
+        }
+    }
+
+    let pool = t.admin_pool().await.unwrap();
+    let stored: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT id, created_at FROM embeddings ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let sent = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(&cases[i].0)
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let micros = |t: chrono::DateTime<chrono::Utc>| t.timestamp_micros();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|(id, at)| (*id, micros(*at)))
+            .collect::<Vec<_>>(),
+        vec![(ids[0], micros(sent(0))), (ids[3], micros(sent(3)))]
+    );
+
+    // The batch report counts each under its own code (the `Rejected.<code>` metrics).
+    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = ingest::process(&state, &event.records, deadline).await;
+    assert_eq!(
+        report.rejected.into_iter().collect::<Vec<_>>(),
+        vec![("created_at_in_future", 2), ("created_at_too_old", 2)]
+    );
+}

@@ -150,6 +150,8 @@ fn poisoned(reason: Reason, embedding: &[f32]) -> Option<String> {
         Reason::InvalidCreatedAt => with("created_at", json!("yesterday")),
         // The batch's queue allows only acme (ALLOWED_NAMESPACES).
         Reason::NamespaceNotAllowed => with("namespace", json!("globex")),
+        Reason::CreatedAtInFuture => with("created_at", json!("9999-12-31T23:59:59Z")),
+        Reason::CreatedAtTooOld => with("created_at", json!("1970-01-01T00:00:00Z")),
     }
 }
 

@@ -1236,6 +1236,15 @@ async fn real_responses_match_the_openapi_document() {
         .await
         .unwrap();
     let no_schema = state_for(&broken);
+    let small_responses = Search::new(
+        &t.config(),
+        Limits {
+            max_response_bytes: 65_536,
+            ..Limits::default()
+        },
+        search::Auth::none(),
+    )
+    .unwrap();
 
     // (state, event, path template, method, status, code)
     type Case<'a> = (&'a Search, Value, &'a str, &'a str, u16, Option<&'a str>);
@@ -1337,6 +1346,17 @@ async fn real_responses_match_the_openapi_document() {
             "post",
             400,
             Some("invalid_filter"),
+        ),
+        (
+            &small_responses,
+            post(
+                json!({"namespace": "acme", "vector": v, "k": 5, "include": ["vector"]}),
+                None,
+            ),
+            "/search",
+            "post",
+            400,
+            Some("response_too_large"),
         ),
         (
             &state,
@@ -1529,4 +1549,247 @@ async fn real_responses_match_the_openapi_document() {
     assert!(!request_schema.is_valid(&json!({"vector": [1], "vectr": 1})));
     assert!(!request_schema.is_valid(&json!({"vector": [1], "filter": {"a": {"$regex": "x"}}})));
     assert!(!request_schema.is_valid(&json!({"vector": [1], "filter": {"$nor": []}})));
+}
+
+// ---------------------------------------------------------------------------------
+// Hostile sizes: filters made of empty groups, filters whose SQL would be huge,
+// responses above Lambda's payload limit
+
+/// A 100,000-element filter of empty groups (no condition at all) in every shape is
+/// 400 invalid_filter, refused by MAX_FILTER_NODES within milliseconds at the handler,
+/// even with bodies allowed up to Lambda's 6 MiB request payload.
+#[tokio::test]
+async fn filters_of_empty_groups_are_400_invalid_filter_quickly() {
+    let t = TestDb::new().await.unwrap();
+    let limits = Limits {
+        max_body_bytes: 6 * 1024 * 1024,
+        ..Limits::default()
+    };
+    let state = Search::new(&t.config(), limits, search::Auth::none()).unwrap();
+    let v = clustered(1, 1, DIMS, 0.3, 131).remove(0);
+    // Warm: the connection and the column's dimensions are there before the timing.
+    assert_eq!(post_search(&state, &json!({"vector": v})).await.status, 200);
+    let n = 100_000;
+    let many = |item: Value| Value::Array(vec![item; n]);
+    let shapes = [
+        ("$and of {}", json!({"$and": many(json!({}))})),
+        ("$or of []", json!({"$or": many(json!([]))})),
+        (
+            "$or of {\"$and\": [{}]}",
+            json!({"$or": many(json!({"$and": [{}]}))}),
+        ),
+        (
+            "$and of {\"$not\": {}}",
+            json!({"$and": many(json!({"$not": {}}))}),
+        ),
+        (
+            "$in of one array of []",
+            json!({"a": {"$in": [many(json!([]))]}}),
+        ),
+        ("a value of {}", json!({"a": many(json!({}))})),
+    ];
+    for (what, filter) in shapes {
+        let body = json!({"vector": v, "filter": filter}).to_string();
+        assert!(body.len() < limits.max_body_bytes, "{what}");
+        let event = http_v2_request("POST", "/search", "", Some(&body), None);
+        let event = event.to_string();
+        let started = std::time::Instant::now();
+        let request: Request = search::event::request_from_slice(event.as_bytes()).unwrap();
+        let read = started.elapsed();
+        let response = handler(&state, request).await.unwrap();
+        let total = started.elapsed();
+        let reply: Value = match response.body() {
+            Body::Text(text) => serde_json::from_str(text).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(response.status().as_u16(), 400, "{what}: {reply}");
+        assert_eq!(reply["error"]["code"], "invalid_filter", "{what}: {reply}");
+        let message = reply["error"]["message"].as_str().unwrap();
+        if what == "$or of []" {
+            assert!(message.contains("JSON object"), "{what}: {message}");
+        } else {
+            // The parser's node budget, not the compiler's SQL bound (its backstop).
+            assert!(
+                message.contains("more than 256 objects and arrays (MAX_FILTER_NODES)"),
+                "{what}: {message}"
+            );
+        }
+        eprintln!(
+            "{what}: {} body bytes, event read {:.1} ms, handler {:.1} ms",
+            body.len(),
+            read.as_secs_f64() * 1e3,
+            (total - read).as_secs_f64() * 1e3
+        );
+        // Unoptimized test build on a shared two-core machine: a wide margin.
+        assert!(total.as_millis() < 2000, "{what}: {total:?}");
+    }
+}
+
+/// The SQL text of a filter is bounded (storage's MAX_FILTER_SQL_BYTES) whatever the
+/// parser's limits allow: raised limits let 1,000 range conditions through the parser,
+/// and the compiler refuses them as 400 invalid_filter before anything reaches the
+/// database; 100 of them run.
+#[tokio::test]
+async fn a_filter_whose_sql_would_be_too_long_is_400_invalid_filter() {
+    let t = TestDb::new().await.unwrap();
+    let vectors = clustered(3, 1, DIMS, 0.3, 137);
+    let metadata = vec![json!({"k0": "y"}).as_object().unwrap().clone(); 3];
+    seed_rows(&t, "acme", &vectors, &metadata).await.unwrap();
+    let mut limits = Limits::default();
+    limits.filter.max_conditions = 1000;
+    limits.filter.max_nodes = 100_000;
+    let state = Search::new(&t.config(), limits, search::Auth::none()).unwrap();
+    let ranges = |n: usize| {
+        let parts: Vec<Value> = (0..n)
+            .map(|i| json!({ format!("k{i}"): {"$gte": "x"} }))
+            .collect();
+        json!({ "$or": parts })
+    };
+    let reply = post_search(
+        &state,
+        &json!({"namespace": "acme", "vector": vectors[0], "filter": ranges(1000)}),
+    )
+    .await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.body["error"]["code"], "invalid_filter");
+    let message = reply.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("MAX_FILTER_SQL_BYTES")
+            && message.contains(&storage::MAX_FILTER_SQL_BYTES.to_string()),
+        "{message}"
+    );
+    let reply = post_search(
+        &state,
+        &json!({"namespace": "acme", "vector": vectors[0], "filter": ranges(100)}),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(result_ids(&reply.body).len(), 3);
+}
+
+/// What the Lambda runtime sends back for `event`: the handler's response shaped by
+/// lambda_http's adapter for the event's API (the envelope with `statusCode`,
+/// `headers`, `body`, …), serialized as the runtime serializes it.
+async fn lambda_payload(state: &Search, event: &Value) -> Vec<u8> {
+    use lambda_http::lambda_runtime::LambdaEvent;
+    use lambda_http::{service_fn, Adapter, Service};
+    let event: search::event::ApiEvent =
+        serde_json::from_slice(event.to_string().as_bytes()).expect("a valid Lambda HTTP event");
+    let mut adapter = Adapter::from(service_fn(move |request: Request| async move {
+        handler(state, request).await
+    }));
+    let response = adapter
+        .call(LambdaEvent::new(event.0, lambda_http::Context::default()))
+        .await
+        .expect("the handler never fails");
+    serde_json::to_vec(&response).expect("the envelope serializes")
+}
+
+/// Lambda refuses a synchronous response payload over 6 MB (API Gateway then answers
+/// 502). Rows whose content is all quotes double in size as the body becomes the
+/// envelope's JSON string: a response of 16 of them has a ~4 MB body but a ~8 MB
+/// payload, and is refused as 400 response_too_large; 8 of them fit and are sent
+/// whole, in every API shape, under the limit envelope included.
+#[tokio::test]
+async fn a_response_over_lambdas_payload_limit_is_400_response_too_large() {
+    const LAMBDA_LIMIT: usize = search::response::LAMBDA_RESPONSE_LIMIT;
+    let t = TestDb::new().await.unwrap();
+    let n = 20;
+    let vectors = clustered(n, 1, DIMS, 0.1, 139);
+    let metadata = vec![json!({"lang": "en"}).as_object().unwrap().clone(); n];
+    seed_rows(&t, "acme", &vectors, &metadata).await.unwrap();
+    let admin = t.admin_pool().await.unwrap();
+    sqlx::query("UPDATE embeddings SET content = repeat('\"', 120000)")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let state = state_for(&t);
+    let search = |k: usize| {
+        json!({"namespace": "acme", "vector": vectors[0], "k": k,
+               "include": ["vector", "content", "metadata"]})
+        .to_string()
+    };
+    let events = |body: &str| {
+        [
+            (
+                "HTTP API",
+                http_v2_request("POST", "/search", "", Some(body), None),
+            ),
+            (
+                "REST API",
+                rest_v1_request("POST", "/search", Some(body), None),
+            ),
+            (
+                "Function URL",
+                function_url_request("POST", "/search", "", Some(body), false, UrlAuth::None),
+            ),
+        ]
+    };
+
+    for (api, event) in events(&search(8)) {
+        let payload = lambda_payload(&state, &event).await;
+        assert!(
+            payload.len() < LAMBDA_LIMIT,
+            "{api}: {} bytes",
+            payload.len()
+        );
+        let envelope: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(envelope["statusCode"], 200, "{api}");
+        let body: Value = serde_json::from_str(envelope["body"].as_str().unwrap()).unwrap();
+        let results = body["results"].as_array().unwrap();
+        assert_eq!(results.len(), 8, "{api}");
+        assert!(results.iter().all(|r| {
+            r["content"].as_str().is_some_and(|c| c.len() == 120_000)
+                && r["vector"].as_array().is_some_and(|v| v.len() == DIMS)
+        }));
+        let body_len = envelope["body"].as_str().unwrap().len();
+        eprintln!(
+            "{api}, k = 8: body {body_len} bytes, Lambda payload {} bytes",
+            payload.len()
+        );
+        // The payload is twice the body: twice this body (k = 16) would pass a check
+        // of the body's own length, yet be twice Lambda's limit once sent.
+        assert!(payload.len() > body_len * 19 / 10, "{api}");
+        assert!(body_len * 2 < 6_000_000, "{api}");
+    }
+
+    for (api, event) in events(&search(16)) {
+        let payload = lambda_payload(&state, &event).await;
+        let envelope: Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(envelope["statusCode"], 400, "{api}: {envelope}");
+        let body: Value = serde_json::from_str(envelope["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "response_too_large", "{api}");
+        let message = body["error"]["message"].as_str().unwrap();
+        // The size (about 8 MB as Lambda would return it), the limit and the fix.
+        let size: usize = message
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap();
+        assert!(
+            (7_000_000..9_000_000).contains(&size)
+                && message.contains("6000000")
+                && message.contains("MAX_RESPONSE_BYTES")
+                && message.contains("k = 16")
+                && message.contains("include"),
+            "{api}: {message}"
+        );
+        assert!(payload.len() < 4096, "{api}: {} bytes", payload.len());
+    }
+    // MAX_RESPONSE_BYTES is the setting that decides.
+    let lower = Search::new(
+        &t.config(),
+        Limits {
+            max_response_bytes: 1_000_000,
+            ..Limits::default()
+        },
+        search::Auth::none(),
+    )
+    .unwrap();
+    let reply = call(&lower, &events(&search(8))[0].1).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.body["error"]["code"], "response_too_large");
+    assert!(reply.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("the limit is 1000000"));
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -20,6 +20,14 @@ pub struct Limits {
     pub max_metadata_bytes: usize,
     /// `MAX_METADATA_DEPTH` (default 8): nesting of objects and arrays inside metadata.
     pub max_metadata_depth: usize,
+    /// `MAX_CLOCK_SKEW_S` (default 300): how far ahead of the ingest clock a `created_at`
+    /// may be. Retention counts from `created_at`: a row dated in the future would
+    /// outlive every retention window.
+    pub max_clock_skew: TimeDelta,
+    /// `MIN_CREATED_AT` (default `2000-01-01T00:00:00Z`): the earliest `created_at`
+    /// accepted. An earlier one is a producer bug (an epoch zero, a seconds/milliseconds
+    /// mix-up), and the row would be deleted by the next purge as soon as written.
+    pub min_created_at: DateTime<Utc>,
 }
 
 impl Default for Limits {
@@ -28,6 +36,9 @@ impl Default for Limits {
             max_content_bytes: 64 * 1024,
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 8,
+            max_clock_skew: TimeDelta::seconds(300),
+            min_created_at: DateTime::from_timestamp(946_684_800, 0)
+                .expect("2000-01-01T00:00:00Z is representable"),
         }
     }
 }
@@ -37,14 +48,16 @@ impl Limits {
     pub const MAX_BYTES: usize = 1024 * 1024;
     /// The deepest metadata accepted; serde_json refuses nesting beyond 128 anyway.
     pub const MAX_DEPTH: usize = 64;
+    /// The largest `MAX_CLOCK_SKEW_S`: one day.
+    pub const MAX_CLOCK_SKEW_S: i64 = 86_400;
 
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads `MAX_CONTENT_BYTES`, `MAX_METADATA_BYTES` and `MAX_METADATA_DEPTH` through
-    /// `lookup` (the environment in production, a map in tests). Absent or blank
+    /// Reads `MAX_CONTENT_BYTES`, `MAX_METADATA_BYTES`, `MAX_METADATA_DEPTH`,
+    /// `MAX_CLOCK_SKEW_S` and `MIN_CREATED_AT` through `lookup` (the environment in production, a map in tests). Absent or blank
     /// variables keep their defaults; a value that does not parse or is out of range is
     /// an error naming the variable, the value and the accepted range.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -71,6 +84,20 @@ impl Limits {
                 defaults.max_metadata_depth,
                 "a whole number of nesting levels from 1 to 64",
                 |n| (1..=Self::MAX_DEPTH).contains(n),
+            )?,
+            max_clock_skew: TimeDelta::seconds(parse_setting(
+                &lookup,
+                "MAX_CLOCK_SKEW_S",
+                defaults.max_clock_skew.num_seconds(),
+                "a whole number of seconds from 0 to 86400",
+                |n| (0..=Self::MAX_CLOCK_SKEW_S).contains(n),
+            )?),
+            min_created_at: parse_setting(
+                &lookup,
+                "MIN_CREATED_AT",
+                defaults.min_created_at,
+                "an RFC 3339 time from 1970-01-01T00:00:00Z to now, e.g. 2000-01-01T00:00:00Z",
+                |t: &DateTime<Utc>| t.timestamp() >= 0 && *t <= Utc::now(),
             )?,
         })
     }
@@ -99,10 +126,12 @@ pub enum Reason {
     InvalidVersion,
     InvalidCreatedAt,
     NamespaceNotAllowed,
+    CreatedAtInFuture,
+    CreatedAtTooOld,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::MissingBody,
         Reason::InvalidJson,
         Reason::UnknownField,
@@ -122,6 +151,8 @@ impl Reason {
         Reason::InvalidVersion,
         Reason::InvalidCreatedAt,
         Reason::NamespaceNotAllowed,
+        Reason::CreatedAtInFuture,
+        Reason::CreatedAtTooOld,
     ];
 
     pub fn code(self) -> &'static str {
@@ -145,6 +176,8 @@ impl Reason {
             Reason::InvalidVersion => "invalid_version",
             Reason::InvalidCreatedAt => "invalid_created_at",
             Reason::NamespaceNotAllowed => "namespace_not_allowed",
+            Reason::CreatedAtInFuture => "created_at_in_future",
+            Reason::CreatedAtTooOld => "created_at_too_old",
         }
     }
 }
@@ -198,7 +231,8 @@ struct RawMessage<'a> {
 /// Parses one SQS message body against the contract.
 ///
 /// `dimensions` is the embedding column's (read from the database); `now` is the
-/// ingestion time used when `created_at` is absent.
+/// ingestion time, used when `created_at` is absent and as the clock a `created_at` may
+/// not run ahead of by more than `MAX_CLOCK_SKEW_S`.
 pub fn parse(
     body: Option<&str>,
     dimensions: usize,
@@ -237,7 +271,7 @@ pub fn parse(
             content: parse_content(raw.content, limits)?,
             metadata: parse_metadata(raw.metadata, limits)?,
             version,
-            created_at: parse_created_at(raw.created_at)?.unwrap_or(now),
+            created_at: parse_created_at(raw.created_at, limits, now)?.unwrap_or(now),
         })),
     }
 }
@@ -482,7 +516,13 @@ fn parse_metadata(
     Ok(map)
 }
 
-fn parse_created_at(raw: Option<&RawValue>) -> Result<Option<DateTime<Utc>>, Rejection> {
+/// An RFC 3339 time within `[MIN_CREATED_AT, now + MAX_CLOCK_SKEW_S]`: retention counts
+/// from it, so a producer must not be able to date a row out of the purge's reach.
+fn parse_created_at(
+    raw: Option<&RawValue>,
+    limits: &Limits,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Rejection> {
     let Some(raw) = is_null(raw) else {
         return Ok(None);
     };
@@ -492,14 +532,42 @@ fn parse_created_at(raw: Option<&RawValue>) -> Result<Option<DateTime<Utc>>, Rej
             "created_at must be an RFC 3339 string such as 2026-11-01T08:00:00Z",
         )
     })?;
-    DateTime::parse_from_rfc3339(&text)
-        .map(|t| Some(t.with_timezone(&Utc)))
+    let created_at = DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
         .map_err(|e| {
             reject(
                 Reason::InvalidCreatedAt,
                 format!("created_at {}: {e}", truncate(&text)),
             )
-        })
+        })?;
+    let latest = now + limits.max_clock_skew;
+    if created_at > latest {
+        return Err(reject(
+            Reason::CreatedAtInFuture,
+            format!(
+                "created_at {} is {} s ahead of the ingest clock ({}), the limit is {} s \
+                 (MAX_CLOCK_SKEW_S): send the time the record was created (retention counts \
+                 from it), fix the producer's clock, or raise MAX_CLOCK_SKEW_S",
+                created_at.to_rfc3339(),
+                (created_at - now).num_seconds(),
+                now.to_rfc3339(),
+                limits.max_clock_skew.num_seconds()
+            ),
+        ));
+    }
+    if created_at < limits.min_created_at {
+        return Err(reject(
+            Reason::CreatedAtTooOld,
+            format!(
+                "created_at {} is before {} (MIN_CREATED_AT): send the time the record was \
+                 created (an epoch-zero or placeholder date is a producer bug, and retention \
+                 would delete the row at the next purge), or lower MIN_CREATED_AT",
+                created_at.to_rfc3339(),
+                limits.min_created_at.to_rfc3339()
+            ),
+        ));
+    }
+    Ok(Some(created_at))
 }
 
 /// The maximum nesting of arrays and objects in a JSON text (strings are skipped).
@@ -768,6 +836,11 @@ mod tests {
             ("MAX_METADATA_BYTES", "2000000", "1 to 1048576"),
             ("MAX_METADATA_DEPTH", "1.5", "1 to 64"),
             ("MAX_METADATA_DEPTH", "65", "1 to 64"),
+            ("MAX_CLOCK_SKEW_S", "-1", "0 to 86400"),
+            ("MAX_CLOCK_SKEW_S", "86401", "0 to 86400"),
+            ("MIN_CREATED_AT", "2000-01-01", "RFC 3339"),
+            ("MIN_CREATED_AT", "1969-12-31T23:59:59Z", "RFC 3339"),
+            ("MIN_CREATED_AT", "9999-01-01T00:00:00Z", "RFC 3339"),
         ] {
             let err = limits(&[(name, value)]).unwrap_err().to_string();
             assert!(
@@ -801,6 +874,83 @@ mod tests {
         );
         let err = read("a,Not Valid").unwrap_err().to_string();
         assert!(err.contains("ALLOWED_NAMESPACES"), "{err}");
+    }
+
+    #[test]
+    fn created_at_is_bounded_by_the_clock_and_the_floor() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |created_at: &str, limits: &Limits| {
+            let body = with("created_at", json!(created_at)).to_string();
+            parse(Some(&body), DIMS, limits, now).map(|op| match op {
+                WriteOp::Upsert(u) => u.created_at,
+                WriteOp::Delete { .. } => panic!("an upsert"),
+            })
+        };
+        let d = Limits::default();
+        // Within the skew and from the floor on: stored as sent.
+        for ok in [
+            "2026-12-01T02:05:00Z",
+            "2026-12-01T03:04:59+01:00",
+            "2000-01-01T00:00:00Z",
+            "2026-11-30T23:00:00Z",
+        ] {
+            assert_eq!(
+                at(ok, &d).unwrap(),
+                DateTime::parse_from_rfc3339(ok).unwrap()
+            );
+        }
+        for (bad, reason, says) in [
+            (
+                "2026-12-01T02:05:01Z",
+                Reason::CreatedAtInFuture,
+                "301 s ahead",
+            ),
+            (
+                "9999-12-31T23:59:59Z",
+                Reason::CreatedAtInFuture,
+                "MAX_CLOCK_SKEW_S",
+            ),
+            (
+                "1999-12-31T23:59:59Z",
+                Reason::CreatedAtTooOld,
+                "MIN_CREATED_AT",
+            ),
+            (
+                "1970-01-01T00:00:00Z",
+                Reason::CreatedAtTooOld,
+                "2000-01-01T00:00:00",
+            ),
+            (
+                "0001-01-01T00:00:00Z",
+                Reason::CreatedAtTooOld,
+                "MIN_CREATED_AT",
+            ),
+        ] {
+            let err = at(bad, &d).unwrap_err();
+            assert_eq!(err.reason, reason, "{bad}: {err}");
+            assert!(err.detail.contains(says), "{bad}: {err}");
+        }
+        // Both bounds are configurable.
+        let l = limits(&[
+            ("MAX_CLOCK_SKEW_S", "0"),
+            ("MIN_CREATED_AT", "2020-01-01T00:00:00Z"),
+        ])
+        .unwrap();
+        assert_eq!(
+            at("2026-12-01T02:00:01Z", &l).unwrap_err().reason,
+            Reason::CreatedAtInFuture
+        );
+        assert!(at("2026-12-01T02:00:00Z", &l).is_ok());
+        assert_eq!(
+            at("2019-12-31T23:59:59Z", &l).unwrap_err().reason,
+            Reason::CreatedAtTooOld
+        );
+        // A delete carries no created_at that matters: nothing to bound.
+        let delete = json!({"op": "delete", "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "created_at": "9999-12-31T23:59:59Z"});
+        assert!(parse(Some(&delete.to_string()), DIMS, &d, now).is_ok());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("invalid_max_distance", 400),
     ("invalid_include", 400),
     ("invalid_id", 400),
+    ("response_too_large", 400),
     ("namespace_forbidden", 403),
     ("route_not_found", 404),
     ("item_not_found", 404),
@@ -76,10 +77,29 @@ impl ApiError {
         }
     }
 
-    /// A database failure: transient ones and a refused login (still refused after the
-    /// credentials were re-read) are 503 with `Retry-After`, the rest 500 (a server
+    /// The results would not fit Lambda's response payload limit (`MAX_RESPONSE_BYTES`).
+    /// `size` is the body's size as Lambda returns it (JSON-escaped in the envelope).
+    pub fn response_too_large(size: usize, limit: usize, k: u32) -> Self {
+        Self::bad_request(
+            "response_too_large",
+            format!(
+                "the response would be {size} bytes, the limit is {limit} (MAX_RESPONSE_BYTES, \
+                 within Lambda's 6 MB response payload limit); ask for fewer results than \
+                 k = {k}, or leave \"vector\" and \"content\" out of include and read \
+                 them for the few hits that need them with GET /items/{{id}}"
+            ),
+        )
+    }
+
+    /// A storage failure: a filter too large to compile is the client's (400
+    /// `invalid_filter`); transient failures and a refused login (still refused after
+    /// the credentials were re-read) are 503 with `Retry-After`, the rest 500 (a server
     /// fault, never something the client sent).
     pub fn from_storage(error: &StorageError) -> Self {
+        if let StorageError::Filter(too_large) = error {
+            // Refused by the compiler's bound before anything reached the database.
+            return Self::bad_request("invalid_filter", too_large.to_string());
+        }
         if error.is_unavailable() {
             tracing::warn!(%error, sqlstate = ?error.sqlstate(), "database unavailable");
             Self {

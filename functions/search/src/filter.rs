@@ -23,6 +23,13 @@ pub struct FilterLimits {
     pub max_in_values: usize,
     /// `MAX_FILTER_KEY_BYTES` (default 256): length of one metadata key.
     pub max_key_bytes: usize,
+    /// `MAX_FILTER_NODES` (default 256): JSON objects and arrays in the whole filter,
+    /// at any level and empty ones included: filter objects, operator objects,
+    /// `$and`/`$or`/`$in`/`$nin` arrays, and the objects and arrays inside values. Field
+    /// conditions are bounded by `max_conditions`; this bounds everything else
+    /// (`{"$and": [{}, {}, …]}` has no condition at all, yet each `{}` costs parsing,
+    /// memory and SQL text).
+    pub max_nodes: usize,
 }
 
 impl Default for FilterLimits {
@@ -32,6 +39,7 @@ impl Default for FilterLimits {
             max_conditions: 64,
             max_in_values: 1024,
             max_key_bytes: 256,
+            max_nodes: 256,
         }
     }
 }
@@ -45,6 +53,7 @@ pub fn parse_filter(value: &Value, limits: &FilterLimits) -> Result<Option<Filte
     let mut parser = Parser {
         limits,
         conditions: 0,
+        nodes: 0,
     };
     let filter = parser.object(value, 1)?;
     Ok(match filter {
@@ -56,9 +65,27 @@ pub fn parse_filter(value: &Value, limits: &FilterLimits) -> Result<Option<Filte
 struct Parser<'l> {
     limits: &'l FilterLimits,
     conditions: usize,
+    /// Objects and arrays met so far (`MAX_FILTER_NODES`).
+    nodes: usize,
 }
 
 impl Parser<'_> {
+    /// Counts one JSON object or array against `MAX_FILTER_NODES`. Called before the
+    /// node's contents are looked at, so a filter made of thousands of empty groups is
+    /// refused at the first one past the limit, not after all of them were walked.
+    fn node(&mut self) -> Result<(), ApiError> {
+        self.nodes += 1;
+        if self.nodes > self.limits.max_nodes {
+            return Err(invalid(format!(
+                "the filter has more than {} objects and arrays (MAX_FILTER_NODES); every \
+                 object and array counts, empty ones included: drop empty or redundant \
+                 groups, merge conditions into fewer objects, or raise MAX_FILTER_NODES",
+                self.limits.max_nodes
+            )));
+        }
+        Ok(())
+    }
+
     fn object(&mut self, value: &Value, depth: usize) -> Result<Filter, ApiError> {
         if depth > self.limits.max_depth {
             return Err(invalid(format!(
@@ -72,6 +99,7 @@ impl Parser<'_> {
                 kind(value)
             )));
         };
+        self.node()?;
         let mut parts = Vec::with_capacity(map.len());
         for (key, value) in map {
             parts.push(match key.as_str() {
@@ -100,6 +128,7 @@ impl Parser<'_> {
                 kind(value)
             )));
         };
+        self.node()?;
         if items.is_empty() {
             return Err(invalid(format!("{key} needs at least one filter")));
         }
@@ -122,11 +151,16 @@ impl Parser<'_> {
         }
         let operators = match value {
             Value::Object(map) if map.keys().next().is_some_and(|k| k.starts_with('$')) => map,
-            literal => return self.condition(key, Comparison::Eq(self.literal(literal)?)),
+            literal => {
+                let literal = self.literal(literal)?;
+                return self.condition(key, Comparison::Eq(literal));
+            }
         };
+        self.node()?;
         let mut parts = Vec::with_capacity(operators.len());
         for (op, operand) in operators {
-            parts.push(self.condition(key, self.comparison(key, op, operand)?)?);
+            let comparison = self.comparison(key, op, operand)?;
+            parts.push(self.condition(key, comparison)?);
         }
         Ok(if parts.len() == 1 {
             parts.pop().expect("one part")
@@ -149,7 +183,7 @@ impl Parser<'_> {
         })
     }
 
-    fn comparison(&self, key: &str, op: &str, operand: &Value) -> Result<Comparison, ApiError> {
+    fn comparison(&mut self, key: &str, op: &str, operand: &Value) -> Result<Comparison, ApiError> {
         Ok(match op {
             "$eq" => Comparison::Eq(self.literal(operand)?),
             "$ne" => Comparison::Ne(self.literal(operand)?),
@@ -171,13 +205,14 @@ impl Parser<'_> {
         })
     }
 
-    fn values(&self, key: &str, op: &str, operand: &Value) -> Result<Vec<Value>, ApiError> {
+    fn values(&mut self, key: &str, op: &str, operand: &Value) -> Result<Vec<Value>, ApiError> {
         let Value::Array(items) = operand else {
             return Err(invalid(format!(
                 "{key}: {op} takes an array, got {}",
                 kind(operand)
             )));
         };
+        self.node()?;
         if items.len() > self.limits.max_in_values {
             return Err(invalid(format!(
                 "{key}: {op} has {} values, the limit is {} (MAX_FILTER_IN_VALUES)",
@@ -188,8 +223,23 @@ impl Parser<'_> {
         items.iter().map(|item| self.literal(item)).collect()
     }
 
-    /// A literal compared for equality: any JSON value without NUL characters.
-    fn literal(&self, value: &Value) -> Result<Value, ApiError> {
+    /// A literal compared for equality: any JSON value without NUL characters. Its own
+    /// objects and arrays count against `MAX_FILTER_NODES` like the filter's.
+    fn literal(&mut self, value: &Value) -> Result<Value, ApiError> {
+        let mut pending = vec![value];
+        while let Some(next) = pending.pop() {
+            match next {
+                Value::Array(items) => {
+                    self.node()?;
+                    pending.extend(items);
+                }
+                Value::Object(map) => {
+                    self.node()?;
+                    pending.extend(map.values());
+                }
+                _ => {}
+            }
+        }
         if contains_nul(value) {
             return Err(invalid("filter values cannot contain NUL characters"));
         }
@@ -446,5 +496,77 @@ mod tests {
             .unwrap_err()
             .message
             .contains("MAX_FILTER_IN_VALUES"));
+    }
+
+    /// Filters with no condition at all, or few, made of many (empty) objects and
+    /// arrays: each is refused by MAX_FILTER_NODES, at the first node past it.
+    #[test]
+    fn every_object_and_array_counts_empty_ones_included() {
+        let n = 100_000;
+        let empties = |item: Value| Value::Array(vec![item; n]);
+        let mut nested_empties = json!({});
+        for _ in 0..3 {
+            nested_empties = json!({"$and": [nested_empties]});
+        }
+        let two_level = json!({"$or": vec![json!({"$and": [{}, {}]}); n]});
+        let nots = Value::Array(vec![json!({"$not": {}}); n]);
+        for (what, filter) in [
+            ("$and of {}", json!({"$and": empties(json!({}))})),
+            ("$or of {}", json!({"$or": empties(json!({}))})),
+            ("$and of $not {}", json!({"$and": nots})),
+            ("$or of $and of {}", two_level),
+            (
+                "$and of nested empties",
+                json!({"$and": empties(nested_empties)}),
+            ),
+            // Few conditions, but huge values: the objects and arrays inside count.
+            (
+                "$in of one array of []",
+                json!({"a": {"$in": [empties(json!([]))]}}),
+            ),
+            (
+                "$eq of an array of {}",
+                json!({"a": {"$eq": empties(json!({}))}}),
+            ),
+            ("literal array of []", json!({"a": empties(json!([]))})),
+            (
+                "$in of 1024 {}",
+                json!({"a": {"$in": vec![json!({}); 1024]}}),
+            ),
+        ] {
+            let started = std::time::Instant::now();
+            let err = parse_filter(&filter, &FilterLimits::default()).unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(err.code, "invalid_filter", "{what}");
+            assert!(
+                err.message.contains("MAX_FILTER_NODES") && err.message.contains("256"),
+                "{what}: {}",
+                err.message
+            );
+            // Refused at the 257th node: microseconds, whatever the body's size.
+            assert!(took.as_millis() < 50, "{what}: {took:?}");
+        }
+        // `$or` takes filters: an array in it is refused as such, at the first one.
+        let err = parse(json!({"$or": empties(json!([]))})).unwrap_err();
+        assert!(err.message.contains("JSON object"), "{}", err.message);
+        // Up to the limit is fine: 255 empty groups plus the root object.
+        let fits = json!({"$and": vec![json!({}); 254]});
+        assert!(parse(fits).is_ok());
+        let over = json!({"$and": vec![json!({}); 255]});
+        assert!(parse(over).is_err());
+        // An ordinary filter costs a handful of nodes.
+        let mut parser = Parser {
+            limits: &FilterLimits::default(),
+            conditions: 0,
+            nodes: 0,
+        };
+        parser
+            .object(
+                &json!({"lang": "en", "year": {"$gte": 2024},
+                    "$or": [{"source": "faq"}, {"tags": {"$in": [["a"], "b"]}}]}),
+                1,
+            )
+            .unwrap();
+        assert_eq!(parser.nodes, 8);
     }
 }

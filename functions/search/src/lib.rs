@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod filter;
 pub mod request;
+pub mod response;
 
 use std::time::Instant;
 
@@ -149,9 +150,11 @@ async fn search(state: &Search, request: &Request) -> Result<Response<Body>, Api
         k: query.k,
         took_ms: (took_ms * 100.0).round() / 100.0,
     };
-    // Serialized straight from the hits, without a `Value` tree in between. Cannot fail:
-    // every map key is a string and no field has a fallible `Serialize`.
-    let body = serde_json::to_string(&response).expect("a search response always serializes");
+    // Serialized straight from the hits, without a `Value` tree in between, and measured
+    // as it leaves: above Lambda's payload limit the platform would answer a bare 502.
+    let limit = state.limits.max_response_bytes;
+    let body = crate::response::to_json_within(&response, limit)
+        .map_err(|size| ApiError::response_too_large(size, limit, query.k))?;
     Ok(json_text_response(StatusCode::OK, body))
 }
 

@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_scan_tuples: u32,
     /// `MAX_BODY_BYTES` (default 1 MiB).
     pub max_body_bytes: usize,
+    /// `MAX_RESPONSE_BYTES` (default 6,000,000): the largest `POST /search` response,
+    /// measured as Lambda returns it (the body JSON-escaped inside the API Gateway
+    /// envelope); a larger one is refused with 400 `response_too_large`.
+    pub max_response_bytes: usize,
     pub filter: FilterLimits,
 }
 
@@ -33,6 +37,7 @@ impl Default for Limits {
             default_ef_search: 100,
             max_scan_tuples: 20_000,
             max_body_bytes: 1024 * 1024,
+            max_response_bytes: crate::response::DEFAULT_MAX_RESPONSE_BYTES,
             filter: FilterLimits::default(),
         }
     }
@@ -91,6 +96,13 @@ impl Limits {
                 "an integer from 1 to 65535",
                 |n| (1..=65_535).contains(n),
             )?,
+            max_nodes: parse_setting(
+                &lookup,
+                "MAX_FILTER_NODES",
+                defaults.filter.max_nodes,
+                "an integer from 1 to 100000",
+                |n| (1..=100_000).contains(n),
+            )?,
         };
         Ok(Self {
             max_k: parse_setting(
@@ -115,6 +127,14 @@ impl Limits {
                 defaults.max_body_bytes,
                 "a number of bytes from 1024 to 6291456 (Lambda's 6 MiB payload limit)",
                 |n| (1024..=6 * 1024 * 1024).contains(n),
+            )?,
+            max_response_bytes: parse_setting(
+                &lookup,
+                "MAX_RESPONSE_BYTES",
+                defaults.max_response_bytes,
+                "a number of bytes from 65536 to 6000000 (Lambda's 6 MB response payload \
+                 limit less room for the API Gateway envelope)",
+                |n| (65_536..=crate::response::DEFAULT_MAX_RESPONSE_BYTES).contains(n),
             )?,
             filter,
         })
@@ -407,14 +427,16 @@ mod tests {
             )
         );
         assert_eq!(l.max_body_bytes, 1024 * 1024);
+        assert_eq!(l.max_response_bytes, 6_000_000);
         assert_eq!(
             (
                 l.filter.max_depth,
                 l.filter.max_conditions,
                 l.filter.max_in_values,
-                l.filter.max_key_bytes
+                l.filter.max_key_bytes,
+                l.filter.max_nodes
             ),
-            (6, 64, 1024, 256)
+            (6, 64, 1024, 256, 256)
         );
         // Blank counts as unset (CloudFormation renders empty parameters as "").
         assert_eq!(limits(&[("MAX_K", " ")]).unwrap().max_k, 1000);
@@ -428,10 +450,12 @@ mod tests {
             ("DEFAULT_EF_SEARCH", "64"),
             ("MAX_SCAN_TUPLES", "5000"),
             ("MAX_BODY_BYTES", "65536"),
+            ("MAX_RESPONSE_BYTES", "100000"),
             ("MAX_FILTER_DEPTH", "3"),
             ("MAX_FILTER_CONDITIONS", "8"),
             ("MAX_FILTER_IN_VALUES", "16"),
             ("MAX_FILTER_KEY_BYTES", " 32 "),
+            ("MAX_FILTER_NODES", "40"),
         ])
         .unwrap();
         assert_eq!(
@@ -443,15 +467,16 @@ mod tests {
             ),
             (50, 400, 64, 5000)
         );
-        assert_eq!(l.max_body_bytes, 65536);
+        assert_eq!((l.max_body_bytes, l.max_response_bytes), (65536, 100_000));
         assert_eq!(
             (
                 l.filter.max_depth,
                 l.filter.max_conditions,
                 l.filter.max_in_values,
-                l.filter.max_key_bytes
+                l.filter.max_key_bytes,
+                l.filter.max_nodes
             ),
-            (3, 8, 16, 32)
+            (3, 8, 16, 32, 40)
         );
         // The configured limits are the ones requests meet.
         let body = json!({"vector": [1, 0, 0], "k": 51}).to_string();
@@ -481,6 +506,9 @@ mod tests {
             ("MAX_FILTER_CONDITIONS", "2.5", "1 to 1000"),
             ("MAX_FILTER_IN_VALUES", "1000000", "1 to 100000"),
             ("MAX_FILTER_KEY_BYTES", "0", "1 to 65535"),
+            ("MAX_FILTER_NODES", "0", "1 to 100000"),
+            ("MAX_RESPONSE_BYTES", "6291456", "65536 to 6000000"),
+            ("MAX_RESPONSE_BYTES", "1000", "65536 to 6000000"),
         ] {
             let err = limits(&[(name, value)]).unwrap_err().to_string();
             assert!(

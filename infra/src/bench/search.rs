@@ -394,7 +394,7 @@ async fn call_raw(
     conn: &mut PgConnection,
     query: &SearchQuery,
 ) -> anyhow::Result<(Duration, Vec<Uuid>)> {
-    let statement = search_statement(query.filter.as_ref());
+    let statement = search_statement(query.filter.as_ref())?;
     let started = Instant::now();
     let rows = statement.bind(query).fetch_all(&mut *conn).await?;
     let elapsed = started.elapsed();

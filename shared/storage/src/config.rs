@@ -98,18 +98,102 @@ impl fmt::Debug for Config {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+/// A database URL as it may be shown in logs: `postgres://user:secret@host/db` →
+/// `postgres://user:***@host/db`, and the value of every query parameter that can carry
+/// a secret (`password`, `sslpassword`, anything naming a password, secret or token) is
+/// `***` too, whatever its case or percent-encoding.
+///
+/// The URL is read by the parser sqlx connects with (`url::Url`), so what is hidden is
+/// exactly what would be used as a password, including a `password` given as a query
+/// parameter (which sqlx accepts). A text that does not parse as a URL is shown as `***`
+/// as a whole: it cannot be connected with either, and where its secret sits is unknown.
+/// The fragment, which sqlx ignores, is dropped.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".into();
+    const HIDDEN: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return HIDDEN.into();
     };
-    match rest.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_string(),
+    if parsed.password().is_some() && parsed.set_password(Some(HIDDEN)).is_err() {
+        return HIDDEN.into();
     }
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if is_secret_parameter(&key) {
+                    HIDDEN.to_owned()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.set_fragment(None);
+    parsed.into()
+}
+
+/// Whether a (percent-decoded) query parameter name can hold a secret.
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "secret", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// The query parameters sqlx 0.8's `PgConnectOptions` reads from a URL. It logs any
+/// other one at WARN *with its value* (`ignoring unrecognized connect parameter`), so
+/// `?sslpassword=…`, which it does not support, would put a secret in the logs:
+/// [`connect_url`] drops the others first and logs only their names.
+const SQLX_URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// `url` parsed as sqlx parses it, without the query parameters sqlx would ignore
+/// (each named in one WARN line, its value never shown). The error never contains the
+/// URL.
+pub(crate) fn connect_url(url: &str) -> Result<url::Url, ConfigError> {
+    let mut parsed = url::Url::parse(url).map_err(ConfigError::invalid_url)?;
+    if parsed.query().is_none() {
+        return Ok(parsed);
+    }
+    let (kept, ignored): (Vec<_>, Vec<_>) = parsed
+        .query_pairs()
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .partition(|(key, _)| {
+            SQLX_URL_PARAMETERS.contains(&key.as_str())
+                || (key.starts_with("options[") && key.ends_with(']'))
+        });
+    for (key, _) in &ignored {
+        tracing::warn!(
+            parameter = %key,
+            "ignoring a database URL parameter the driver does not support (its value is not logged)"
+        );
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok(parsed)
 }
 
 /// Reads one optional setting through `lookup`: absent or blank gives `default`; a value
@@ -203,5 +287,148 @@ mod tests {
             !shown.contains("s3cret") && shown.contains("app:***@h:6432/db"),
             "{shown}"
         );
+    }
+
+    /// Every way a password can be written in a URL sqlx accepts, and a few it does
+    /// not: the secret is never shown, the rest of the URL is.
+    #[test]
+    fn passwords_in_query_parameters_are_hidden_too() {
+        for (url, secret, shown) in [
+            (
+                "postgres://h:6432/db?user=app&password=s3cret",
+                "s3cret",
+                "postgres://h:6432/db?user=app&password=***",
+            ),
+            (
+                "postgres://h/db?sslpassword=s3cret&sslmode=require",
+                "s3cret",
+                "postgres://h/db?sslpassword=***&sslmode=require",
+            ),
+            // Percent-encoded names and values: sqlx decodes both.
+            (
+                "postgres://h/db?%70assword=s3cret",
+                "s3cret",
+                "postgres://h/db?password=***",
+            ),
+            (
+                "postgres://h/db?pass%77ord=s3cr%65t",
+                "s3cr",
+                "postgres://h/db?password=***",
+            ),
+            (
+                "postgres://h/db?password=s3cr%65t",
+                "s3cr",
+                "postgres://h/db?password=***",
+            ),
+            (
+                "postgres://h/db?ssl%70assword=s3cret",
+                "s3cret",
+                "postgres://h/db?sslpassword=***",
+            ),
+            (
+                "postgres://h/db?PASSWORD=s3cret",
+                "s3cret",
+                "postgres://h/db?PASSWORD=***",
+            ),
+            (
+                "postgres://h/db?password=s3+cret",
+                "cret",
+                "postgres://h/db?password=***",
+            ),
+            // A query value may hold '@', '/', '?', which fooled a split on '@'.
+            (
+                "postgres://h/db?user=u&password=s3cr@t/x?y",
+                "s3cr",
+                "postgres://h/db?user=u&password=***",
+            ),
+            (
+                "postgres://u:s3cret@h/db?password=s3cret2",
+                "s3cret",
+                "postgres://u:***@h/db?password=***",
+            ),
+            ("postgres://u:s3%40cret@h/db", "s3", "postgres://u:***@h/db"),
+            (
+                "postgres://u:s3cret@h/db#s3cret",
+                "s3cret",
+                "postgres://u:***@h/db",
+            ),
+            (
+                "postgres://u@h/db?application_name=kit&authtoken=s3cret",
+                "s3cret",
+                "postgres://u@h/db?application_name=kit&authtoken=***",
+            ),
+            // Not a URL sqlx can use: nothing of it is shown.
+            ("host=h user=u password=s3cret", "s3cret", "***"),
+            ("postgres://u:s3?cret@h/db", "cret", "***"),
+        ] {
+            let c = config(&[("DATABASE_URL", url), ("DATABASE_READ_URL", url)]).unwrap();
+            let debug = format!("{c:?}");
+            assert!(!debug.contains(secret), "{url}: {debug}");
+            assert_eq!(redact(url), shown, "{url}");
+            assert!(debug.contains(shown), "{url}: {debug}");
+        }
+        // Nothing that is not a secret is hidden.
+        let plain = "postgres://app@h:6432/db?sslmode=require&application_name=kit";
+        assert_eq!(redact(plain), plain);
+    }
+
+    #[test]
+    fn the_connect_url_keeps_what_sqlx_reads_and_drops_the_rest() {
+        let url = connect_url(
+            "postgres://u:p@h/db?sslmode=require&sslpassword=s3cret&connect_timeout=5&options[search_path]=kit&password=x",
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "postgres://u:p@h/db?sslmode=require&options%5Bsearch_path%5D=kit&password=x"
+        );
+        let url = connect_url("postgres://u:p@h/db?sslpassword=s3cret").unwrap();
+        assert_eq!(url.as_str(), "postgres://u:p@h/db");
+        let err = connect_url("postgres://u:s3?cret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("cret"), "{err}");
+    }
+
+    /// What the logs show while a handle is built from a URL with secrets in its query:
+    /// sqlx logs every parameter it ignores with its value, so `sslpassword` (which it
+    /// does not support) must be dropped before sqlx reads the URL.
+    #[tokio::test]
+    async fn building_a_handle_never_logs_a_secret() {
+        use std::io::Write;
+        use std::sync::{Arc, Mutex};
+
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl Write for Captured {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let url = "postgres://app:s3cret1@h:6432/db?sslpassword=s3cret2&%70assword=s3cret3&connect_timeout=5";
+        let c = config(&[("DATABASE_URL", url), ("DATABASE_READ_URL", url)]).unwrap();
+        tracing::info!(config = ?c, "cold start");
+        let db = crate::Database::connect_lazy(&c).unwrap();
+        tracing::info!(?db, "handle built");
+
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logs.contains("sslpassword") && logs.contains("connect_timeout"),
+            "the ignored parameters are named: {logs}"
+        );
+        assert!(!logs.contains("s3cret"), "{logs}");
     }
 }

@@ -33,6 +33,10 @@ pub enum StorageError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The filter is too large to compile (caught before anything is sent): the
+    /// caller's input, not a database fault.
+    #[error(transparent)]
+    Filter(#[from] crate::filter::FilterTooLarge),
 }
 
 impl StorageError {
@@ -40,9 +44,10 @@ impl StorageError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StorageError::Database(e) => classify(e),
-            StorageError::Config(_) | StorageError::Schema(_) | StorageError::Migrate(_) => {
-                ErrorClass::Permanent
-            }
+            StorageError::Config(_)
+            | StorageError::Schema(_)
+            | StorageError::Migrate(_)
+            | StorageError::Filter(_) => ErrorClass::Permanent,
         }
     }
 

@@ -32,7 +32,7 @@ mod writes;
 pub use config::{parse_setting, Config, ConfigError};
 pub use credentials::{CredentialSource, SourceFuture};
 pub use error::{ErrorClass, StorageError};
-pub use filter::{Comparison, Filter, Scalar};
+pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};
 pub use json_vector::JsonVector;
 pub use migrate::{MigrationState, MIGRATOR};
 pub use purge::RetentionPolicy;
@@ -49,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use tokio::sync::OnceCell;
 
 use lease::{Lease, Source, PING_AFTER_IDLE};
@@ -214,8 +214,8 @@ impl Database {
 }
 
 fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
-    let options: PgConnectOptions = url
-        .parse()
+    let url = config::connect_url(url)?;
+    let options = PgConnectOptions::from_url(&url)
         .map_err(|e| StorageError::Config(ConfigError::invalid_url(e)))?;
     Ok(PgPoolOptions::new()
         .min_connections(0)

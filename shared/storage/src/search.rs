@@ -11,7 +11,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row};
 use uuid::Uuid;
 
-use crate::filter::{self, Bind, Filter};
+use crate::filter::{self, Bind, Filter, FilterTooLarge};
 use crate::records::Namespace;
 use crate::retry::reconnecting;
 use crate::{Database, StorageError};
@@ -89,7 +89,7 @@ impl Database {
     }
 
     async fn search_once(&self, query: &SearchQuery) -> Result<Vec<Hit>, StorageError> {
-        let statement = search_statement(query.filter.as_ref());
+        let statement = search_statement(query.filter.as_ref())?;
         let source = self.read_source();
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
         let alone = source.login_defaults().await?.bound_within(timeout);
@@ -112,7 +112,7 @@ impl Database {
         &self,
         query: &SearchQuery,
     ) -> Result<serde_json::Value, StorageError> {
-        let statement = search_statement(query.filter.as_ref());
+        let statement = search_statement(query.filter.as_ref())?;
         let explain = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
         let mut conn = self.read_source().lease().await?;
@@ -181,7 +181,8 @@ pub struct SearchStatement {
 
 /// Parameters `$1..$10` are fixed (vector, namespace, k, max_distance, include
 /// metadata, content, vector, then ef_search, iterative scan mode, max scan tuples);
-/// filter binds follow.
+/// filter binds follow. A filter too large to compile ([`FilterTooLarge`]) is refused
+/// here, before anything reaches the database.
 ///
 /// The index settings are applied by the statement itself: the operand of the index's
 /// `ORDER BY` is a scalar subquery that calls `set_config(…, true)` and returns the
@@ -189,10 +190,11 @@ pub struct SearchStatement {
 /// before pgvector's first `hnswgettuple` reads the settings, and `true` makes them
 /// transaction-local: they end with the statement's own (implicit or explicit)
 /// transaction, so nothing reaches the next client of a pooled server connection.
-pub fn search_statement(filter: Option<&Filter>) -> SearchStatement {
+pub fn search_statement(filter: Option<&Filter>) -> Result<SearchStatement, FilterTooLarge> {
     const FIXED_PARAMS: usize = 10;
     let compiled = filter
         .map(|f| filter::compile(f, FIXED_PARAMS + 1))
+        .transpose()?
         .unwrap_or_default();
     let condition = if compiled.sql.is_empty() {
         String::new()
@@ -223,10 +225,10 @@ pub fn search_statement(filter: Option<&Filter>) -> SearchStatement {
         WHERE $4::float8 IS NULL OR distance <= $4::float8
         ORDER BY distance"
     );
-    SearchStatement {
+    Ok(SearchStatement {
         sql,
         binds: compiled.binds,
-    }
+    })
 }
 
 impl SearchStatement {
@@ -316,7 +318,7 @@ mod tests {
         assert_eq!(begin.matches(", true)").count(), 2, "{begin}");
         assert!(begin.contains("'statement_timeout', '4321'"), "{begin}");
         assert!(sql::begin_search(Duration::ZERO).contains("'statement_timeout', '1'"));
-        let statement = search_statement(None).sql;
+        let statement = search_statement(None).unwrap().sql;
         for setting in [
             "hnsw.ef_search",
             "hnsw.iterative_scan",
@@ -336,10 +338,10 @@ mod tests {
             key: value.into(),
             op: crate::Comparison::Eq(serde_json::json!(value)),
         };
-        let a = search_statement(Some(&filter("a")));
-        let b = search_statement(Some(&filter("b'; --")));
+        let a = search_statement(Some(&filter("a"))).unwrap();
+        let b = search_statement(Some(&filter("b'; --"))).unwrap();
         assert_eq!(a.sql, b.sql);
         assert!(!b.sql.contains("--"));
-        assert_ne!(a.sql, search_statement(None).sql);
+        assert_ne!(a.sql, search_statement(None).unwrap().sql);
     }
 }

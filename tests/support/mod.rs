@@ -132,10 +132,16 @@ pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
 }
 
 fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    let (base, _) = url
+    // The query (sslmode, sslrootcert=/path/to/ca.crt) is kept, and its slashes are not the path's.
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let (prefix, _) = base
         .rsplit_once('/')
         .context("database URL without a path")?;
-    Ok(format!("{base}/{name}"))
+    Ok(if query.is_empty() {
+        format!("{prefix}/{name}")
+    } else {
+        format!("{prefix}/{name}?{query}")
+    })
 }
 
 /// The template holding the current migrations, named by their checksums so a changed

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{fill, yaml_single, yaml_str, RenderError, GENERATED_MARKER};
-use crate::deploy::model::{FunctionName, KitConfig};
+use crate::deploy::model::{FunctionName, KitConfig, RDS_CA_BUNDLE_PATH};
 
 const SKELETON: &str = include_str!("template.yaml.in");
 
@@ -135,6 +135,13 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
         .collect();
     v.insert("pgbouncer_users", yaml_str(&users.join(" ")));
 
+    let tls = &config.tls;
+    v.insert("tls_client_sslmode", yaml_str(tls.client_sslmode.as_str()));
+    v.insert("tls_server_sslmode", yaml_str(tls.server_sslmode.as_str()));
+    v.insert("tls_server_ca_file", yaml_str(RDS_CA_BUNDLE_PATH));
+    v.insert("tls_pgbouncer_hostname", yaml_str(&tls.pgbouncer_hostname));
+    v.insert("tls_hosted_zone", yaml_str(tls.hosted_zone()));
+
     v.insert("secrets", secrets(config));
     v.insert("secret_refs", secret_refs());
     v.insert("pgbouncer_secrets", pgbouncer_secrets(config));
@@ -168,8 +175,8 @@ fn secrets(config: &KitConfig) -> String {
     let mut out = String::new();
     for (name, f) in config.functions() {
         let body = format!(
-            r#"{{"engine":"postgres","username":"{}","host":"${{Host}}","port":{},"dbname":"${{DatabaseName}}"}}"#,
-            f.db_role, config.pgbouncer.port
+            r#"{{"engine":"postgres","username":"{}","host":"{}","port":{},"dbname":"${{DatabaseName}}"}}"#,
+            f.db_role, config.tls.pgbouncer_hostname, config.pgbouncer.port
         );
         let _ = write!(
             out,
@@ -186,10 +193,7 @@ fn secrets(config: &KitConfig) -> String {
       Description: Login of the {role} role, used by the {name} function through PgBouncer (host and port are the PgBouncer endpoint).
       GenerateSecretString:
         SecretStringTemplate:
-          Fn::Sub:
-            - {body}
-            - Host:
-                Fn::GetAtt: [PgBouncerLoadBalancer, DNSName]
+          Fn::Sub: {body}
         GenerateStringKey: password
         PasswordLength: 40
         ExcludePunctuation: true

@@ -31,8 +31,14 @@
 //! Nothing in this crate logs it, [`DatabaseSecret`]'s `Debug` redacts it, and no
 //! [`CredentialsError`] message contains any value read from the secret.
 
+mod ca;
 mod error;
 mod secret;
+
+pub use ca::{
+    fetch_database_ca, resolve_database_ca, resolve_database_ca_with, DATABASE_CA_SECRET_ARN,
+    DATABASE_SSLROOTCERT, DATABASE_SSLROOTCERT_PEM,
+};
 
 pub use error::CredentialsError;
 pub use secret::DatabaseSecret;
@@ -68,20 +74,30 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 /// is the process's own.
 pub struct Environment {
     database_url: Option<String>,
+    /// `DATABASE_SSLROOTCERT_PEM`, read from `DATABASE_CA_SECRET_ARN` (see [`ca`]).
+    database_ca: Option<String>,
 }
 
 impl Environment {
     /// Reads the secret, if one is to be read; call once at cold start.
     pub async fn load() -> Result<Self, CredentialsError> {
-        let database_url = resolve_database_url(|name| std::env::var(name).ok()).await?;
-        Ok(Self { database_url })
+        let lookup = |name: &str| std::env::var(name).ok();
+        let (database_url, database_ca) =
+            tokio::try_join!(resolve_database_url(lookup), resolve_database_ca(lookup))?;
+        Ok(Self {
+            database_url,
+            database_ca,
+        })
     }
 
     /// One variable, with `DATABASE_URL` resolved.
     pub fn get(&self, name: &str) -> Option<String> {
         match (name, &self.database_url) {
             (DATABASE_URL, Some(url)) => Some(url.clone()),
-            _ => std::env::var(name).ok(),
+            _ => match (name, &self.database_ca) {
+                (DATABASE_SSLROOTCERT_PEM, Some(pem)) => Some(pem.clone()),
+                _ => std::env::var(name).ok(),
+            },
         }
     }
 }
@@ -95,6 +111,7 @@ impl std::fmt::Debug for Environment {
         };
         f.debug_struct("Environment")
             .field("database_url_from", &source)
+            .field("database_ca_from_secret", &self.database_ca.is_some())
             .finish()
     }
 }
@@ -225,7 +242,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn classify<E, R>(secret_arn: &str, region: &str, error: SdkError<E, R>) -> CredentialsError
+pub(crate) fn classify<E, R>(
+    secret_arn: &str,
+    region: &str,
+    error: SdkError<E, R>,
+) -> CredentialsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

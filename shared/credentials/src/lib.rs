@@ -13,6 +13,10 @@
 //! | else `DATABASE_SECRET_ARN` set | `Ok(Some(url))`, read with `aws-config` and `GetSecretValue` |
 //! | neither | `Ok(None)`: storage then reports the missing `DATABASE_URL` |
 //!
+//! `DATABASE_CA_SECRET_ARN` is read the same way, at the same time (module `ca`): the CA
+//! certificate(s) PgBouncer's certificate is verified against, handed to storage as
+//! `DATABASE_SSLROOTCERT_PEM` by [`Environment::get`].
+//!
 //! The AWS side is configured the usual `aws-config` way: region from `AWS_REGION`,
 //! credentials from the execution role (Lambda's `AWS_ACCESS_KEY_ID`, ...), and
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local emulator.

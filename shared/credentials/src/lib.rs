@@ -308,6 +308,17 @@ mod tests {
         assert_eq!(secret_to_fetch(&lookup(&[])), None);
     }
 
+    #[test]
+    fn the_ca_read_from_its_secret_reaches_storage_as_pem() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let env = Environment {
+            database_url: None,
+            database_ca: Some(pem.to_owned()),
+        };
+        assert_eq!(env.get(DATABASE_SSLROOTCERT_PEM).as_deref(), Some(pem));
+        assert!(format!("{env:?}").contains("database_ca_from_secret: true"));
+    }
+
     /// A loader that must never be used: any request would go to a closed local port.
     fn unusable_loader() -> ConfigLoader {
         aws_config_loader()

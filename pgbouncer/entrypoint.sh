@@ -23,11 +23,12 @@
 #                                    PGBOUNCER_PASSWORD_<AUTH_USER> is needed
 #   PGBOUNCER_AUTH_QUERY             default SELECT uname, phash FROM kit_pgbouncer.user_lookup($1)
 #   PGBOUNCER_PORT                   default 6432 (PGBOUNCER_LISTEN_ADDR default 0.0.0.0)
-#   SERVER_TLS_SSLMODE               default verify-full: PostgreSQL's certificate must chain to
-#                                    SERVER_TLS_CA_FILE and name DB_HOST
-#   SERVER_TLS_CA_FILE               default the Amazon RDS CA bundle baked into the image
-#                                    (/etc/pgbouncer/kit/rds-ca-bundle.pem, sha256-pinned at build)
-#   CLIENT_TLS_SSLMODE               default prefer (self-signed key made at start); disable to turn off
+#   SERVER_TLS_SSLMODE               require, verify-ca or verify-full (default); SERVER_TLS_CA_FILE
+#                                    the CA bundle (default: the RDS bundle baked into the image)
+#   CLIENT_TLS_SSLMODE               require (default; TLS is never optional for clients)
+#   CLIENT_TLS_CERT_PEM, CLIENT_TLS_KEY_PEM
+#                                    PgBouncer's certificate and key (ECS Secrets, from the secret
+#                                    `kit tls issue` fills); or CLIENT_TLS_CERT_FILE/KEY_FILE paths
 set -euo pipefail
 
 fail() { echo "entrypoint: $*" >&2; exit 1; }
@@ -42,7 +43,7 @@ PGBOUNCER_PORT="${PGBOUNCER_PORT:-6432}"
 PGBOUNCER_LISTEN_ADDR="${PGBOUNCER_LISTEN_ADDR:-0.0.0.0}"
 SERVER_TLS_SSLMODE="${SERVER_TLS_SSLMODE:-verify-full}"
 SERVER_TLS_CA_FILE="${SERVER_TLS_CA_FILE:-/etc/pgbouncer/kit/rds-ca-bundle.pem}"
-CLIENT_TLS_SSLMODE="${CLIENT_TLS_SSLMODE:-prefer}"
+CLIENT_TLS_SSLMODE="${CLIENT_TLS_SSLMODE:-require}"
 BASE_INI="${PGBOUNCER_BASE_INI:-/etc/pgbouncer/kit/pgbouncer.ini}"
 RUN_DIR="${PGBOUNCER_RUN_DIR:-/run/pgbouncer}"
 PGBOUNCER_BIN="${PGBOUNCER_BIN:-pgbouncer}"
@@ -87,25 +88,44 @@ for user in $PGBOUNCER_USERS; do
 done
 unset password
 
+# TLS on both hops, never optional: a mode that can fall back to plaintext is refused,
+# and so is a start without the certificate the functions verify (no self-signed fallback:
+# a client verifying against the deployment's CA could not use it anyway).
+case $SERVER_TLS_SSLMODE in
+  require | verify-ca | verify-full) ;;
+  *) fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' would let PgBouncer reach PostgreSQL in plaintext: set verify-full (kit.toml tls.server_sslmode)" ;;
+esac
+if [[ $SERVER_TLS_SSLMODE == verify-* ]]; then
+  [[ -r $SERVER_TLS_CA_FILE ]] || fail "SERVER_TLS_CA_FILE='$SERVER_TLS_CA_FILE' is not readable: $SERVER_TLS_SSLMODE needs the CA bundle PostgreSQL's certificate chains to (the image's RDS bundle)"
+fi
+[[ $CLIENT_TLS_SSLMODE == require ]] \
+  || fail "CLIENT_TLS_SSLMODE='$CLIENT_TLS_SSLMODE': clients must use TLS; set require (they verify PgBouncer with the deployment's CA)"
+client_key="${CLIENT_TLS_KEY_FILE:-$RUN_DIR/client-tls.key}"
+client_cert="${CLIENT_TLS_CERT_FILE:-$RUN_DIR/client-tls.crt}"
+if [[ -n ${CLIENT_TLS_CERT_PEM:-} || -n ${CLIENT_TLS_KEY_PEM:-} ]]; then
+  [[ -n ${CLIENT_TLS_CERT_PEM:-} && -n ${CLIENT_TLS_KEY_PEM:-} ]] \
+    || fail "CLIENT_TLS_CERT_PEM and CLIENT_TLS_KEY_PEM come together: the PgBouncer TLS secret's certificate and private_key (kit tls issue)"
+  client_key="$RUN_DIR/client-tls.key"
+  client_cert="$RUN_DIR/client-tls.crt"
+  printf '%s\n' "$CLIENT_TLS_KEY_PEM" >"$client_key"
+  printf '%s\n' "$CLIENT_TLS_CERT_PEM" >"$client_cert"
+  chmod 600 "$client_key" "$client_cert"
+  unset CLIENT_TLS_KEY_PEM CLIENT_TLS_CERT_PEM
+fi
+[[ -s $client_key && -s $client_cert ]] \
+  || fail "no TLS certificate for clients: set CLIENT_TLS_CERT_PEM and CLIENT_TLS_KEY_PEM (the task maps them from the secret PgBouncerTlsSecretArn; make it with kit tls issue, docs/deploy.md)"
+openssl x509 -in "$client_cert" -noout -checkend 0 >/dev/null 2>&1 \
+  || fail "the client TLS certificate is not a valid PEM certificate or has expired: issue a new one (kit tls issue) and update the PgBouncer TLS secret"
+[[ "$(openssl x509 -in "$client_cert" -noout -pubkey 2>/dev/null)" == "$(openssl pkey -in "$client_key" -pubout 2>/dev/null)" ]] \
+  || fail "the client TLS key does not belong to its certificate: store the certificate and private_key from the same kit tls issue run in the PgBouncer TLS secret"
+
 tls_lines="server_tls_sslmode = $SERVER_TLS_SSLMODE"
 if [[ $SERVER_TLS_SSLMODE == verify-* ]]; then
   tls_lines+=$'\n'"server_tls_ca_file = $SERVER_TLS_CA_FILE"
 fi
-if [[ $CLIENT_TLS_SSLMODE != disable ]]; then
-  # A key made at start: clients inside the VPC get encryption (sslmode=require);
-  # verifying the server needs a CA you distribute, set via CLIENT_TLS_* files instead.
-  key="${CLIENT_TLS_KEY_FILE:-$RUN_DIR/client-tls.key}"
-  cert="${CLIENT_TLS_CERT_FILE:-$RUN_DIR/client-tls.crt}"
-  if [[ ! -s $key || ! -s $cert ]]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=pgbouncer" \
-      -keyout "$key" -out "$cert" >/dev/null 2>&1 || fail "openssl could not create a TLS key in $RUN_DIR"
-  fi
-  tls_lines+=$'\n'"client_tls_sslmode = $CLIENT_TLS_SSLMODE"
-  tls_lines+=$'\n'"client_tls_key_file = $key"
-  tls_lines+=$'\n'"client_tls_cert_file = $cert"
-else
-  tls_lines+=$'\n'"client_tls_sslmode = disable"
-fi
+tls_lines+=$'\n'"client_tls_sslmode = $CLIENT_TLS_SSLMODE"
+tls_lines+=$'\n'"client_tls_key_file = $client_key"
+tls_lines+=$'\n'"client_tls_cert_file = $client_cert"
 
 auth_query_lines=""
 if [[ -n $PGBOUNCER_AUTH_USER ]]; then

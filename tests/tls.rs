@@ -295,3 +295,344 @@ async fn the_stack_pgbouncer_requires_tls_and_verifies_postgresql() {
         stack_ca()
     );
 }
+
+// As on AWS: the functions' Config gets the CA as PEM text (read from the secret
+// DATABASE_CA_SECRET_ARN names) and a URL without TLS parameters (built from the login
+// secret), and connects verify-full.
+
+/// The stack's app URL without its query: what `credentials` builds from the login secret.
+fn url_without_tls() -> String {
+    let url = std::env::var("DATABASE_URL").unwrap();
+    url.split_once('?')
+        .map_or(url.clone(), |(base, _)| base.to_owned())
+}
+
+/// A function's `storage::Config` from `vars`, as `main` builds it from the environment.
+fn function_config(vars: &[(&str, String)]) -> Result<storage::Config, storage::ConfigError> {
+    storage::Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+}
+
+async fn health(config: &storage::Config) -> Result<(), String> {
+    let db = storage::Database::connect_lazy(config).map_err(|e| e.to_string())?;
+    let result = db.health().await.map_err(|e| format!("{e} / {e:?}"));
+    db.close().await;
+    result
+}
+
+#[tokio::test]
+async fn a_function_verifies_pgbouncer_against_a_ca_given_as_pem() {
+    let ca = std::fs::read_to_string(stack_ca()).unwrap();
+    let config = function_config(&[
+        ("DATABASE_URL", url_without_tls()),
+        ("DATABASE_SSLROOTCERT_PEM", ca),
+    ])
+    .unwrap();
+    assert!(
+        format!("{config:?}").contains("verify-full"),
+        "verify-full is the default: {config:?}"
+    );
+    health(&config)
+        .await
+        .expect("verify-full through PgBouncer with the CA as PEM");
+
+    let scratch = Scratch::new("function-foreign");
+    let foreign = std::fs::read_to_string(foreign_ca(&scratch)).unwrap();
+    let config = function_config(&[
+        ("DATABASE_URL", url_without_tls()),
+        ("DATABASE_SSLROOTCERT_PEM", foreign),
+    ])
+    .unwrap();
+    let error = health(&config)
+        .await
+        .expect_err("a function trusting another CA still reached PgBouncer");
+    let text = error.to_lowercase();
+    assert!(
+        text.contains("certificate") || text.contains("unknownissuer"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_function_refuses_to_start_with_a_plaintext_mode() {
+    for mode in ["disable", "allow", "prefer"] {
+        let error = function_config(&[
+            ("DATABASE_URL", url_without_tls()),
+            ("DATABASE_SSLMODE", mode.to_owned()),
+        ])
+        .expect_err(mode)
+        .to_string();
+        assert!(
+            error.contains(&format!("DATABASE_SSLMODE={mode}"))
+                && error.contains("set DATABASE_SSLMODE=verify-full"),
+            "{error}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The container's entrypoint (pgbouncer/entrypoint.sh), run on this machine with the
+// stack's PgBouncer binary: the certificate `kit tls issue` makes, from the PEM variables
+// the ECS task maps from the TLS secret, verified by a function; PostgreSQL verified by
+// PgBouncer; and the refusals when TLS cannot be what production needs.
+
+fn repo_file(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join(path)
+}
+
+/// The stack app role's name and password (from DATABASE_URL).
+fn app_login() -> (String, String) {
+    let url = std::env::var("DATABASE_URL").unwrap();
+    let (_, rest) = url.split_once("://").unwrap();
+    let (userinfo, _) = rest.split_once('@').unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    (user.to_owned(), password.to_owned())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The entrypoint's environment as the task definition sets it, for the stack's database.
+fn entrypoint_env(scratch: &Scratch, port: u16, issued: &Path) -> Vec<(String, String)> {
+    let (user, password) = app_login();
+    let (_, admin) = stack();
+    std::fs::copy(
+        repo_file("pgbouncer/entrypoint.sh"),
+        scratch.path("entrypoint.sh"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_file("pgbouncer/pgbouncer.ini"),
+        scratch.path("base.ini"),
+    )
+    .unwrap();
+    std::fs::copy(stack_ca(), scratch.path("rds-ca-bundle.pem")).unwrap();
+    std::fs::create_dir_all(scratch.path("run")).unwrap();
+    let read = |name: &str| std::fs::read_to_string(issued.join(name)).unwrap();
+    vec![
+        ("DB_HOST".into(), "127.0.0.1".into()),
+        ("DB_PORT".into(), admin.get_port().to_string()),
+        ("DB_NAME".into(), "kit".into()),
+        ("PGBOUNCER_USERS".into(), user.clone()),
+        (
+            format!("PGBOUNCER_PASSWORD_{}", user.to_uppercase()),
+            password,
+        ),
+        ("PGBOUNCER_PORT".into(), port.to_string()),
+        ("PGBOUNCER_LISTEN_ADDR".into(), "127.0.0.1".into()),
+        ("SERVER_TLS_SSLMODE".into(), "verify-full".into()),
+        (
+            "SERVER_TLS_CA_FILE".into(),
+            scratch.path("rds-ca-bundle.pem").display().to_string(),
+        ),
+        ("CLIENT_TLS_SSLMODE".into(), "require".into()),
+        (
+            "CLIENT_TLS_CERT_PEM".into(),
+            read(kit::deploy::tls::SERVER_CERT),
+        ),
+        (
+            "CLIENT_TLS_KEY_PEM".into(),
+            read(kit::deploy::tls::SERVER_KEY),
+        ),
+        (
+            "PGBOUNCER_BASE_INI".into(),
+            scratch.path("base.ini").display().to_string(),
+        ),
+        (
+            "PGBOUNCER_RUN_DIR".into(),
+            scratch.path("run").display().to_string(),
+        ),
+        (
+            "PGBOUNCER_BIN".into(),
+            PathBuf::from(std::env::var("KIT_CACHE").unwrap())
+                .join("pgbouncer/bin/pgbouncer")
+                .display()
+                .to_string(),
+        ),
+    ]
+}
+
+/// `bash entrypoint.sh` as the database's OS user with exactly `env`.
+fn entrypoint(scratch: &Scratch, env: &[(String, String)]) -> Command {
+    scratch.hand_over();
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "env", "-i"]);
+        c
+    } else {
+        let mut c = Command::new("env");
+        c.arg("-i");
+        c
+    };
+    command.arg(format!("PATH={}", std::env::var("PATH").unwrap()));
+    for (key, value) in env {
+        command.arg(format!("{key}={value}"));
+    }
+    command.arg("bash").arg(scratch.path("entrypoint.sh"));
+    command
+}
+
+/// A PgBouncer started by the entrypoint; stopped on drop.
+struct Container {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Container {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_container_serves_the_issued_certificate_to_verifying_functions() {
+    let scratch = Scratch::new("container");
+    let issued = scratch.path("issued");
+    kit::deploy::tls::issue("localhost", &issued, 1).unwrap();
+    let port = free_port();
+    let env = entrypoint_env(&scratch, port, &issued);
+    let log = scratch.path("container.log");
+    let child = entrypoint(&scratch, &env)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let container = Container { child, log };
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The key the entrypoint wrote from CLIENT_TLS_KEY_PEM is its user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(scratch.path("run/client-tls.key"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", container.log()))
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "client-tls.key mode {mode:o}");
+
+    let (user, password) = app_login();
+    let ca = std::fs::read_to_string(issued.join(kit::deploy::tls::CA_CERT)).unwrap();
+    let url = |host: &str| format!("postgres://{user}:{password}@{host}:{port}/kit");
+    let config = |host: &str, mode: &str, ca: &str| {
+        function_config(&[
+            ("DATABASE_URL", url(host)),
+            ("DATABASE_SSLMODE", mode.to_owned()),
+            ("DATABASE_SSLROOTCERT_PEM", ca.to_owned()),
+        ])
+        .unwrap()
+    };
+    health(&config("localhost", "verify-full", &ca))
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "verify-full against the issued CA, through the container's PgBouncer \
+                 (which verifies PostgreSQL): {e}\n{}",
+                container.log()
+            )
+        });
+
+    // verify-full checks the name: the certificate is for localhost, not 127.0.0.1.
+    let error = health(&config("127.0.0.1", "verify-full", &ca))
+        .await
+        .expect_err("verify-full accepted a certificate issued for another name");
+    assert!(error.contains("not valid for name"), "{error}");
+
+    // Another CA's certificate is refused.
+    let foreign = std::fs::read_to_string(foreign_ca(&scratch)).unwrap();
+    health(&config("localhost", "verify-full", &foreign))
+        .await
+        .expect_err("a function trusting another CA reached the container's PgBouncer");
+}
+
+/// Runs the entrypoint with `change` applied to a complete environment; returns its stderr.
+fn refused_start(change: impl FnOnce(&mut Vec<(String, String)>)) -> String {
+    let scratch = Scratch::new("container-refused");
+    let issued = scratch.path("issued");
+    kit::deploy::tls::issue("localhost", &issued, 1).unwrap();
+    let mut env = entrypoint_env(&scratch, free_port(), &issued);
+    // Nothing may start: a PgBouncer that did would be a failure of the test, not a hang.
+    env.retain(|(key, _)| key != "PGBOUNCER_BIN");
+    env.push(("PGBOUNCER_BIN".into(), "false".into()));
+    change(&mut env);
+    let out = entrypoint(&scratch, &env).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "the entrypoint accepted it: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("entrypoint: "),
+        "refused before exec: {stderr}"
+    );
+    stderr
+}
+
+fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    if !value.is_empty() {
+        env.push((key.to_owned(), value.to_owned()));
+    }
+}
+
+#[test]
+fn the_container_refuses_to_start_without_verified_tls() {
+    let stderr = refused_start(|env| {
+        set(env, "CLIENT_TLS_CERT_PEM", "");
+        set(env, "CLIENT_TLS_KEY_PEM", "");
+    });
+    assert!(
+        stderr.contains("no TLS certificate for clients") && stderr.contains("kit tls issue"),
+        "{stderr}"
+    );
+    let stderr = refused_start(|env| set(env, "CLIENT_TLS_KEY_PEM", ""));
+    assert!(stderr.contains("come together"), "{stderr}");
+    for mode in ["disable", "allow", "prefer"] {
+        let stderr = refused_start(|env| set(env, "SERVER_TLS_SSLMODE", mode));
+        assert!(
+            stderr.contains(&format!("SERVER_TLS_SSLMODE='{mode}'")),
+            "{stderr}"
+        );
+        let stderr = refused_start(|env| set(env, "CLIENT_TLS_SSLMODE", mode));
+        assert!(
+            stderr.contains(&format!("CLIENT_TLS_SSLMODE='{mode}'")),
+            "{stderr}"
+        );
+    }
+    let stderr = refused_start(|env| set(env, "SERVER_TLS_CA_FILE", "/nonexistent/rds.pem"));
+    assert!(stderr.contains("is not readable"), "{stderr}");
+    // A key from another issue: the secret was updated by halves.
+    let stderr = refused_start(|env| {
+        let other = std::env::temp_dir().join(format!("kit-tls-other-{}", std::process::id()));
+        kit::deploy::tls::issue("localhost", &other, 1).unwrap();
+        let key = std::fs::read_to_string(other.join(kit::deploy::tls::SERVER_KEY)).unwrap();
+        let _ = std::fs::remove_dir_all(&other);
+        set(env, "CLIENT_TLS_KEY_PEM", &key);
+    });
+    assert!(
+        stderr.contains("does not belong to its certificate"),
+        "{stderr}"
+    );
+}

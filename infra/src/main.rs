@@ -34,6 +34,8 @@ enum Command {
     Render(deploy::RenderArgs),
     /// Derive concurrency and pool sizes from a target load.
     Plan(deploy::PlanArgs),
+    /// TLS for the functions' hop: `kit tls issue` makes PgBouncer's certificate and CA.
+    Tls(kit::deploy::tls::TlsArgs),
     /// Build the deployable Lambda artifacts.
     Build(deploy::BuildArgs),
     /// Per-namespace retention overrides used by the purge function.
@@ -71,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check(args) => deploy::check(args),
         Command::Render(args) => deploy::render(args),
         Command::Plan(args) => deploy::plan(args),
+        Command::Tls(args) => kit::deploy::tls::run(args),
         Command::Build(args) => deploy::build(args),
         Command::Retention(args) => runtime()?.block_on(retention::run(args)),
         Command::Bench(args) => runtime()?.block_on(bench::run(args)),

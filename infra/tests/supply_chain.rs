@@ -496,19 +496,19 @@ fn the_image_verifies_the_database_certificate_by_default() {
         )),
         "entrypoint.sh's default server_tls_ca_file must be the bundle the Dockerfile installs"
     );
+    // The template passes kit.toml's mode (verify-full) and the image's bundle: it never
+    // loosens what the image does by default.
     let template = read("infra/template.yaml");
-    let default = template
-        .split("DatabaseTlsMode:")
-        .nth(1)
-        .and_then(|rest| {
-            rest.lines()
-                .find_map(|l| l.trim().strip_prefix("Default: "))
-        })
-        .expect("the template's DatabaseTlsMode has a default");
-    assert_eq!(
-        default, "verify-full",
-        "the template's DatabaseTlsMode default overrides the image's: keep it verify-full"
-    );
+    let task_env = |name: &str| {
+        template
+            .split(&format!("- Name: {name}"))
+            .nth(1)
+            .and_then(|rest| rest.lines().find_map(|l| l.trim().strip_prefix("Value: ")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("the PgBouncer task sets {name}"))
+    };
+    assert_eq!(task_env("SERVER_TLS_SSLMODE"), "verify-full");
+    assert_eq!(task_env("SERVER_TLS_CA_FILE"), CA_BUNDLE_IN_IMAGE);
 
     let dir = std::env::temp_dir().join(format!("kit-entrypoint-{}", std::process::id()));
     let bundle = dir.join("bundle.pem");

@@ -40,6 +40,8 @@ pub enum Rule {
     ApiAuth,
     /// Who may send to the ingest queue, and which namespaces its records may write.
     QueueAccess,
+    /// Neither hop may fall back to plaintext; PgBouncer's name must be a DNS name.
+    Tls,
 }
 
 impl Rule {
@@ -61,6 +63,7 @@ impl Rule {
             Rule::DeadLetterRetention => "dead-letter-retention",
             Rule::ApiAuth => "api-auth",
             Rule::QueueAccess => "queue-access",
+            Rule::Tls => "tls",
         }
     }
 }
@@ -108,6 +111,7 @@ pub fn check(config: &KitConfig) -> Vec<Violation> {
     check_choices(config, &mut out);
     check_api_auth(config, &mut out);
     check_queue_access(config, &mut out);
+    check_tls(config, &mut out);
     out
 }
 
@@ -888,4 +892,63 @@ fn is_lambda_arn(arn: &str) -> bool {
                 && account.chars().all(|c| c.is_ascii_digit())
                 && !name.is_empty()
     ) && parts.len() <= 8
+
+/// `[tls]`: both hops verify their server (or at least encrypt); none may fall back to
+/// plaintext, which `disable`, `allow` and `prefer` all do.
+fn check_tls(config: &KitConfig, out: &mut Vec<Violation>) {
+    let tls = &config.tls;
+    for (key, mode, hop, against) in [
+        (
+            "client_sslmode",
+            tls.client_sslmode,
+            "the functions' connections to PgBouncer",
+            "the deployment's CA (kit tls issue)",
+        ),
+        (
+            "server_sslmode",
+            tls.server_sslmode,
+            "PgBouncer's connections to PostgreSQL",
+            "the RDS CA bundle in the PgBouncer image",
+        ),
+    ] {
+        if mode.allows_plaintext() {
+            out.push(Violation::new(
+                Rule::Tls,
+                format!(
+                    "tls.{key} is \"{mode}\": {hop} could run in plaintext, readable and \
+                     downgradable by anyone on the network path"
+                ),
+                format!(
+                    "set tls.{key} = \"verify-full\" (verifies the server's certificate and name \
+                     against {against})"
+                ),
+            ));
+        }
+    }
+    if !is_valid_hostname(&tls.pgbouncer_hostname) {
+        out.push(Violation::new(
+            Rule::Tls,
+            format!(
+                "tls.pgbouncer_hostname is {:?}: it must be a lower-case DNS name of at least three \
+                 labels (the first is the record, the rest the private hosted zone the stack creates)",
+                tls.pgbouncer_hostname
+            ),
+            "set tls.pgbouncer_hostname = \"pgbouncer.kit.internal\"",
+        ));
+    }
+}
+
+fn is_valid_hostname(name: &str) -> bool {
+    let labels: Vec<&str> = name.split('.').collect();
+    name.len() <= 253
+        && labels.len() >= 3
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }

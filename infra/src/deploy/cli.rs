@@ -102,7 +102,7 @@ fn locate(arg: &ConfigArg) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((path, root))
 }
 
-fn load(arg: &ConfigArg) -> anyhow::Result<(KitConfig, PathBuf, PathBuf)> {
+pub(crate) fn load(arg: &ConfigArg) -> anyhow::Result<(KitConfig, PathBuf, PathBuf)> {
     let (path, root) = locate(arg)?;
     let config = KitConfig::load(&path)?;
     Ok((config, path, root))

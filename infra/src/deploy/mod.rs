@@ -4,10 +4,12 @@
 //! - [`budget`]: the invariants `kit check` enforces (connection budget, queue and timeout rules);
 //! - [`render`]: `infra/template.yaml` and `pgbouncer/pgbouncer.ini`, and the drift check;
 //! - [`plan`]: sizes derived from a target load (`kit plan`);
-//! - [`cli`]: the `kit check|render|plan|build` commands.
+//! - [`cli`]: the `kit check|render|plan|build` commands;
+//! - [`tls`]: `kit tls issue`, the deployment's CA and PgBouncer's certificate.
 
 pub mod budget;
 pub mod cli;
 pub mod model;
 pub mod plan;
 pub mod render;
+pub mod tls;

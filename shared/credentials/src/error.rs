@@ -97,6 +97,18 @@ pub enum CredentialsError {
         value: String,
         expected: &'static str,
     },
+
+    /// Reading the CA secret (`DATABASE_CA_SECRET_ARN`) failed; `message` is the same
+    /// diagnosis as for the login secret, naming that variable.
+    #[error("{message}")]
+    CaSecret { arn: String, message: String },
+
+    #[error(
+        "secret {arn} (DATABASE_CA_SECRET_ARN) holds no PEM certificate: store the PEM text of the \
+         CA certificate(s) that signed PgBouncer's certificate as its string value (the ca.crt \
+         `kit tls issue` writes; docs/deploy.md)"
+    )]
+    NotCertificate { arn: String },
 }
 
 /// The JSON the kit expects in the secret, for error messages (no values).
@@ -126,7 +138,9 @@ impl CredentialsError {
             | Self::WrongEngine { arn, .. }
             | Self::Unreachable { arn, .. }
             | Self::Sdk { arn, .. }
-            | Self::Setting { arn, .. } => arn,
+            | Self::Setting { arn, .. }
+            | Self::CaSecret { arn, .. }
+            | Self::NotCertificate { arn } => arn,
         }
     }
 

@@ -14,6 +14,10 @@
 //! | else `DATABASE_SECRET_ARN` set | `Ok(Some(url))`, read with `aws-config` and `GetSecretValue` |
 //! | neither | `Ok(None)`: storage then reports the missing `DATABASE_URL` |
 //!
+//! `DATABASE_CA_SECRET_ARN` is read the same way, at the same time (module `ca`): the CA
+//! certificate(s) PgBouncer's certificate is verified against, handed to storage as
+//! `DATABASE_SSLROOTCERT_PEM` by [`Environment::get`].
+//!
 //! The AWS side is configured the usual `aws-config` way: region from `AWS_REGION`,
 //! credentials from the execution role (Lambda's `AWS_ACCESS_KEY_ID`, ...), and
 //! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_SECRETS_MANAGER` for a local emulator.
@@ -43,9 +47,15 @@
 //! Nothing in this crate logs it, [`DatabaseSecret`]'s `Debug` redacts it, and no
 //! [`CredentialsError`] message contains any value read from the secret.
 
+mod ca;
 mod error;
 mod reread;
 mod secret;
+
+pub use ca::{
+    fetch_database_ca, resolve_database_ca, resolve_database_ca_with, DATABASE_CA_SECRET_ARN,
+    DATABASE_SSLROOTCERT, DATABASE_SSLROOTCERT_PEM,
+};
 
 pub use error::CredentialsError;
 pub use reread::{
@@ -93,6 +103,8 @@ pub struct Environment {
     database_url: Option<String>,
     source: Option<Arc<SecretSource>>,
     lookup: Box<Lookup>,
+    /// `DATABASE_SSLROOTCERT_PEM`, read from `DATABASE_CA_SECRET_ARN` (see [`ca`]).
+    database_ca: Option<String>,
 }
 
 /// How an [`Environment`] reads a variable (the process environment, or a test's map).
@@ -105,23 +117,39 @@ impl Environment {
     }
 
     /// [`Environment::load`] with the variables read through `lookup` and an explicit
-    /// `aws-config` loader (tests point both at their own setup).
+    /// `aws-config` loader (tests point both at their own setup). The login secret and
+    /// the CA secret (`DATABASE_CA_SECRET_ARN`) are read concurrently.
     pub async fn load_with(
         lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
         loader: ConfigLoader,
     ) -> Result<Self, CredentialsError> {
-        let (database_url, source) = match secret_to_fetch(&lookup) {
-            None => (None, None),
-            Some(arn) => {
-                let (interval, login_wait) = reread_settings(&lookup, &arn)?;
-                let client = Client::new(&loader.load().await);
-                let url = fetch_database_url(&client, &arn).await?;
-                let source = SecretSource::new(client, arn, interval, login_wait);
-                (Some(url), Some(Arc::new(source)))
+        let login_arn = secret_to_fetch(&lookup);
+        let ca_arn = ca::ca_secret_to_fetch(&lookup);
+        let client = match (&login_arn, &ca_arn) {
+            (None, None) => None,
+            _ => Some(Client::new(&loader.load().await)),
+        };
+        let login = async {
+            match (&login_arn, &client) {
+                (Some(arn), Some(client)) => {
+                    let (interval, login_wait) = reread_settings(&lookup, arn)?;
+                    let url = fetch_database_url(client, arn).await?;
+                    let source = SecretSource::new(client.clone(), arn.clone(), interval, login_wait);
+                    Ok((Some(url), Some(Arc::new(source))))
+                }
+                _ => Ok((None, None)),
             }
         };
+        let ca = async {
+            match (&ca_arn, &client) {
+                (Some(arn), Some(client)) => fetch_database_ca(client, arn).await.map(Some),
+                _ => Ok(None),
+            }
+        };
+        let ((database_url, source), database_ca) = tokio::try_join!(login, ca)?;
         Ok(Self {
             database_url,
+            database_ca,
             source,
             lookup: Box::new(lookup),
         })
@@ -131,7 +159,10 @@ impl Environment {
     pub fn get(&self, name: &str) -> Option<String> {
         match (name, &self.database_url) {
             (DATABASE_URL, Some(url)) => Some(url.clone()),
-            _ => (self.lookup)(name),
+            _ => match (name, &self.database_ca) {
+                (DATABASE_SSLROOTCERT_PEM, Some(pem)) => Some(pem.clone()),
+                _ => (self.lookup)(name),
+            },
         }
     }
 
@@ -159,6 +190,7 @@ impl std::fmt::Debug for Environment {
         f.debug_struct("Environment")
             .field("database_url_from", &source)
             .field("reread", &self.source)
+            .field("database_ca_from_secret", &self.database_ca.is_some())
             .finish()
     }
 }
@@ -289,7 +321,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn classify<E, R>(secret_arn: &str, region: &str, error: SdkError<E, R>) -> CredentialsError
+pub(crate) fn classify<E, R>(
+    secret_arn: &str,
+    region: &str,
+    error: SdkError<E, R>,
+) -> CredentialsError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -345,6 +381,17 @@ mod tests {
         assert_eq!(secret_to_fetch(&env).as_deref(), Some(ARN));
         assert_eq!(secret_to_fetch(&lookup(&[(DATABASE_SECRET_ARN, "")])), None);
         assert_eq!(secret_to_fetch(&lookup(&[])), None);
+    }
+
+    #[test]
+    fn the_ca_read_from_its_secret_reaches_storage_as_pem() {
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let env = Environment {
+            database_url: None,
+            database_ca: Some(pem.to_owned()),
+        };
+        assert_eq!(env.get(DATABASE_SSLROOTCERT_PEM).as_deref(), Some(pem));
+        assert!(format!("{env:?}").contains("database_ca_from_secret: true"));
     }
 
     /// A loader that must never be used: any request would go to a closed local port.

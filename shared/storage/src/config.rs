@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::tls::Tls;
+
 /// How to reach the database and how patient to be with it.
 ///
 /// Defaults suit Lambda: one connection per execution environment, opened lazily and
@@ -23,6 +25,9 @@ pub struct Config {
     pub statement_timeout: Duration,
     /// `DB_IDLE_TIMEOUT_MS` (default 300000): close a connection idle this long.
     pub idle_timeout: Duration,
+    /// `DATABASE_SSLMODE` and the CA (`DATABASE_SSLROOTCERT_PEM` / `DATABASE_SSLROOTCERT`):
+    /// never plaintext (see [`crate::tls`]).
+    pub tls: Tls,
 }
 
 /// A setting that is missing or does not parse; the message names the variable and the fix.
@@ -38,6 +43,9 @@ pub enum ConfigError {
     },
     #[error("the database URL does not parse: {0}")]
     InvalidUrl(String),
+    /// A TLS setting that would not verify or not encrypt; the message names the fix.
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl ConfigError {
@@ -60,7 +68,6 @@ impl Config {
             name: "DATABASE_URL",
         })?;
         Ok(Self {
-            database_url,
             read_url: non_empty("DATABASE_READ_URL"),
             max_connections: parse_setting(
                 &lookup,
@@ -72,6 +79,8 @@ impl Config {
             acquire_timeout: millis_or(&lookup, "DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
             statement_timeout: millis_or(&lookup, "DB_STATEMENT_TIMEOUT_MS", 5_000)?,
             idle_timeout: millis_or(&lookup, "DB_IDLE_TIMEOUT_MS", 300_000)?,
+            tls: Tls::from_lookup(&lookup, &database_url)?,
+            database_url,
         })
     }
 
@@ -94,6 +103,7 @@ impl fmt::Debug for Config {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }

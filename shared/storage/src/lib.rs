@@ -27,6 +27,7 @@ mod purge;
 mod records;
 mod retry;
 mod search;
+pub mod tls;
 mod writes;
 
 pub use config::{parse_setting, Config, ConfigError};
@@ -234,7 +235,7 @@ fn lazy_pool(url: &str, config: &Config) -> Result<PgPool, StorageError> {
                 Ok(true)
             })
         })
-        .connect_lazy_with(options.application_name(APPLICATION_NAME)))
+        .connect_lazy_with(config.tls.apply(options).application_name(APPLICATION_NAME)))
 }
 
 /// The `application_name` of every connection the kit opens. PgBouncer sets a client's

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{fill, yaml_single, yaml_str, RenderError, GENERATED_MARKER};
-use crate::deploy::model::{AuthMode, FunctionName, KitConfig};
+use crate::deploy::model::{AuthMode, FunctionName, KitConfig, RDS_CA_BUNDLE_PATH};
 
 const SKELETON: &str = include_str!("template.yaml.in");
 
@@ -144,6 +144,13 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
         .map(|(_, f)| f.db_role.as_str())
         .collect();
     v.insert("pgbouncer_users", yaml_str(&users.join(" ")));
+
+    let tls = &config.tls;
+    v.insert("tls_client_sslmode", yaml_str(tls.client_sslmode.as_str()));
+    v.insert("tls_server_sslmode", yaml_str(tls.server_sslmode.as_str()));
+    v.insert("tls_server_ca_file", yaml_str(RDS_CA_BUNDLE_PATH));
+    v.insert("tls_pgbouncer_hostname", yaml_str(&tls.pgbouncer_hostname));
+    v.insert("tls_hosted_zone", yaml_str(tls.hosted_zone()));
 
     v.insert("secrets", secrets(config));
     v.insert("secret_refs", secret_refs());
@@ -320,8 +327,8 @@ fn secrets(config: &KitConfig) -> String {
     let mut out = String::new();
     for (name, f) in config.functions() {
         let body = format!(
-            r#"{{"engine":"postgres","username":"{}","host":"${{Host}}","port":{},"dbname":"${{DatabaseName}}"}}"#,
-            f.db_role, config.pgbouncer.port
+            r#"{{"engine":"postgres","username":"{}","host":"{}","port":{},"dbname":"${{DatabaseName}}"}}"#,
+            f.db_role, config.tls.pgbouncer_hostname, config.pgbouncer.port
         );
         let _ = write!(
             out,
@@ -338,10 +345,7 @@ fn secrets(config: &KitConfig) -> String {
       Description: Login of the {role} role, used by the {name} function through PgBouncer (host and port are the PgBouncer endpoint).
       GenerateSecretString:
         SecretStringTemplate:
-          Fn::Sub:
-            - {body}
-            - Host:
-                Fn::GetAtt: [PgBouncerLoadBalancer, DNSName]
+          Fn::Sub: {body}
         GenerateStringKey: password
         PasswordLength: 40
         ExcludePunctuation: true

@@ -62,12 +62,15 @@ fi
 [[ $DB_PORT =~ ^[0-9]+$ ]] || fail "DB_PORT='$DB_PORT' is not a port number"
 [[ $PGBOUNCER_PORT =~ ^[0-9]+$ ]] || fail "PGBOUNCER_PORT='$PGBOUNCER_PORT' is not a port number"
 [[ -r $BASE_INI ]] || fail "$BASE_INI is missing: the image must contain the rendered pgbouncer/pgbouncer.ini"
+# TLS towards PostgreSQL, never optional: a mode that can fall back to plaintext is refused.
 case $SERVER_TLS_SSLMODE in
-  disable | allow | prefer | require) ;;
+  require) ;;
   verify-ca | verify-full)
     [[ -s $SERVER_TLS_CA_FILE && -r $SERVER_TLS_CA_FILE ]] \
       || fail "SERVER_TLS_SSLMODE=$SERVER_TLS_SSLMODE needs a CA bundle, and SERVER_TLS_CA_FILE=$SERVER_TLS_CA_FILE is missing or empty: build the image with RDS_CA_BUNDLE_SHA256 (docs/deploy.md, step 2) or point SERVER_TLS_CA_FILE at your database's CA" ;;
-  *) fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' is not one of disable, allow, prefer, require, verify-ca, verify-full (template parameter DatabaseTlsMode)" ;;
+  disable | allow | prefer)
+    fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' would let PgBouncer reach PostgreSQL in plaintext: set verify-full (kit.toml tls.server_sslmode)" ;;
+  *) fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' is not one of require, verify-ca, verify-full (kit.toml tls.server_sslmode)" ;;
 esac
 [[ -d $RUN_DIR && -w $RUN_DIR ]] || fail "$RUN_DIR is not a writable directory (the task definition mounts a volume there)"
 
@@ -88,16 +91,9 @@ for user in $PGBOUNCER_USERS; do
 done
 unset password
 
-# TLS on both hops, never optional: a mode that can fall back to plaintext is refused,
-# and so is a start without the certificate the functions verify (no self-signed fallback:
-# a client verifying against the deployment's CA could not use it anyway).
-case $SERVER_TLS_SSLMODE in
-  require | verify-ca | verify-full) ;;
-  *) fail "SERVER_TLS_SSLMODE='$SERVER_TLS_SSLMODE' would let PgBouncer reach PostgreSQL in plaintext: set verify-full (kit.toml tls.server_sslmode)" ;;
-esac
-if [[ $SERVER_TLS_SSLMODE == verify-* ]]; then
-  [[ -r $SERVER_TLS_CA_FILE ]] || fail "SERVER_TLS_CA_FILE='$SERVER_TLS_CA_FILE' is not readable: $SERVER_TLS_SSLMODE needs the CA bundle PostgreSQL's certificate chains to (the image's RDS bundle)"
-fi
+# TLS towards clients, never optional either, and never without the certificate the
+# functions verify (no self-signed fallback: a client verifying against the deployment's
+# CA could not use it anyway).
 [[ $CLIENT_TLS_SSLMODE == require ]] \
   || fail "CLIENT_TLS_SSLMODE='$CLIENT_TLS_SSLMODE': clients must use TLS; set require (they verify PgBouncer with the deployment's CA)"
 client_key="${CLIENT_TLS_KEY_FILE:-$RUN_DIR/client-tls.key}"

@@ -21,7 +21,7 @@ use kit_tests::events::{
 };
 use kit_tests::pgbouncer_console;
 use kit_tests::roles::{sync_pgbouncer_auth_file, TestRole};
-use kit_tests::TestDb;
+use kit_tests::{stack_ca, TestDb};
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
 use moto::{rds_secret_json, Moto};
@@ -39,7 +39,15 @@ struct Warm<T> {
 
 /// The environment of a deployed function: the secret's ARN and `extra`.
 async fn environment(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Environment {
-    let mut map = HashMap::from([(DATABASE_SECRET_ARN.to_owned(), arn.to_owned())]);
+    // The secret names PgBouncer without TLS parameters, as on AWS; the CA comes from the
+    // environment (on AWS from DATABASE_CA_SECRET_ARN).
+    let mut map = HashMap::from([
+        (DATABASE_SECRET_ARN.to_owned(), arn.to_owned()),
+        (
+            "DATABASE_SSLROOTCERT".to_owned(),
+            stack_ca().display().to_string(),
+        ),
+    ]);
     map.extend(
         extra
             .iter()

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kit_tests::{pgbouncer_setting, stack_urls};
+use kit_tests::{pgbouncer_setting, stack_ca, stack_urls};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
@@ -14,17 +14,6 @@ use sqlx::{ConnectOptions, Connection};
 fn stack() -> (PgConnectOptions, PgConnectOptions) {
     let (app, admin) = stack_urls().unwrap();
     (app.parse().unwrap(), admin)
-}
-
-/// The CA file the stack's URLs verify against (`sslrootcert`).
-fn stack_ca() -> PathBuf {
-    let url = std::env::var("DATABASE_URL").unwrap();
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let ca = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sslrootcert="))
-        .expect("DATABASE_URL names its CA with sslrootcert (scripts/stack.sh)");
-    PathBuf::from(ca.replace("%20", " "))
 }
 
 /// A scratch folder the database's OS user can read (tests run as root, servers as postgres).
@@ -622,7 +611,7 @@ fn the_container_refuses_to_start_without_verified_tls() {
         );
     }
     let stderr = refused_start(|env| set(env, "SERVER_TLS_CA_FILE", "/nonexistent/rds.pem"));
-    assert!(stderr.contains("is not readable"), "{stderr}");
+    assert!(stderr.contains("is missing or empty"), "{stderr}");
     // A key from another issue: the secret was updated by halves.
     let stderr = refused_start(|env| {
         let other = std::env::temp_dir().join(format!("kit-tls-other-{}", std::process::id()));

@@ -236,3 +236,19 @@ pub async fn pgbouncer_setting(key: &str) -> anyhow::Result<String> {
         .and_then(|row| row.try_get::<String, _>("value").ok())
         .with_context(|| format!("PgBouncer's SHOW CONFIG has no {key}"))
 }
+
+/// The CA file a stack URL verifies its server against (its `sslrootcert`, as
+/// `scripts/stack.sh` writes it), if it names one.
+pub fn sslrootcert(url: &str) -> Option<std::path::PathBuf> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sslrootcert="))
+        .map(|path| std::path::PathBuf::from(path.replace("%20", " ")))
+}
+
+/// The local stack's CA: what every stack URL verifies against.
+pub fn stack_ca() -> std::path::PathBuf {
+    let url = std::env::var("DATABASE_URL").unwrap_or_default();
+    sslrootcert(&url).expect("DATABASE_URL names its CA with sslrootcert (scripts/stack.sh)")
+}

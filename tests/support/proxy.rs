@@ -264,12 +264,7 @@ impl Tls {
         if matches!(options.get_ssl_mode(), PgSslMode::Disable) {
             return None;
         }
-        let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let ca = query
-            .split('&')
-            .find_map(|pair| pair.strip_prefix("sslrootcert="))
-            .map(|path| std::path::PathBuf::from(path.replace("%20", " ")))
-            .expect("a TLS URL names its CA with sslrootcert");
+        let ca = crate::sslrootcert(url).expect("a TLS URL names its CA with sslrootcert");
         let dir = ca.parent().expect("the CA file's folder");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
 

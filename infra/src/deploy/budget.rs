@@ -892,6 +892,7 @@ fn is_lambda_arn(arn: &str) -> bool {
                 && account.chars().all(|c| c.is_ascii_digit())
                 && !name.is_empty()
     ) && parts.len() <= 8
+}
 
 /// `[tls]`: both hops verify their server (or at least encrypt); none may fall back to
 /// plaintext, which `disable`, `allow` and `prefer` all do.

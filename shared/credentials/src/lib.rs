@@ -134,7 +134,8 @@ impl Environment {
                 (Some(arn), Some(client)) => {
                     let (interval, login_wait) = reread_settings(&lookup, arn)?;
                     let url = fetch_database_url(client, arn).await?;
-                    let source = SecretSource::new(client.clone(), arn.clone(), interval, login_wait);
+                    let source =
+                        SecretSource::new(client.clone(), arn.clone(), interval, login_wait);
                     Ok((Some(url), Some(Arc::new(source))))
                 }
                 _ => Ok((None, None)),
@@ -389,6 +390,8 @@ mod tests {
         let env = Environment {
             database_url: None,
             database_ca: Some(pem.to_owned()),
+            source: None,
+            lookup: Box::new(|_| None),
         };
         assert_eq!(env.get(DATABASE_SSLROOTCERT_PEM).as_deref(), Some(pem));
         assert!(format!("{env:?}").contains("database_ca_from_secret: true"));

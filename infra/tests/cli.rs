@@ -178,7 +178,7 @@ fn build_runs_cargo_lambda_for_the_three_functions() {
 /// error message with its causes, not a stack trace.
 #[test]
 fn errors_print_their_causes_and_never_a_backtrace() {
-    let s = Scratch::new("backtrace");
+    let s = Scratch::new("error-causes");
     s.edit_config("maximum_concurrency = 10", "maximum_concurrency = 30");
     let missing = s.path().join("missing.toml");
     for (args, expected) in [

@@ -10,7 +10,7 @@ use search::{handler, Limits, Search};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let env = credentials::Environment::load().await?;
-    let config = storage::Config::from_lookup(|name| env.get(name))?;
+    let config = storage::Config::for_function(storage::Function::Search, |name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
     let claim = namespace_claim_from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?limits, claim, "search cold start");

@@ -23,10 +23,11 @@ pub mod migrate;
 mod purge;
 mod records;
 mod retry;
+pub mod roles;
 mod search;
 mod writes;
 
-pub use config::{parse_setting, Config, ConfigError};
+pub use config::{parse_setting, Config, ConfigError, Function};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, Scalar};
 pub use json_vector::JsonVector;

@@ -250,8 +250,15 @@ SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN_ROLE') AS create
   ALTER ROLE $ADMIN_ROLE PASSWORD :'admin_password';
 \endif
 ALTER ROLE $ADMIN_ROLE SUPERUSER LOGIN;
--- Each function logs in as its own role now: the one role that had every group goes.
-DROP ROLE IF EXISTS $LEGACY_APP_ROLE;
+-- Each function logs in as its own role now: the one role that had every group goes (kept, without
+-- its groups, if something still holds on to it).
+DO \$\$
+BEGIN
+  DROP ROLE IF EXISTS $LEGACY_APP_ROLE;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING '$LEGACY_APP_ROLE kept: %', SQLERRM;
+END
+\$\$;
 
 SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE') AS create_database \gset
 \if :create_database

@@ -6,7 +6,7 @@
 //!   `ANALYZE` (the planner needs statistics after a bulk load).
 //! - handler: an API Gateway HTTP API (v2) event per query, turned into a request by
 //!   `search::event::request_from_slice` (what the function's runtime does) and answered by
-//!   `search::handler` over `DATABASE_URL` (through PgBouncer). Timed: the event
+//!   `search::handler` over `SEARCH_DATABASE_URL` (the search role, through PgBouncer). Timed: the event
 //!   deserialisation and the handler call (body parsing and validation, the search
 //!   statement with its transaction-local settings, the response JSON). Building the
 //!   event and reading the response are the client's work and are not timed. The run

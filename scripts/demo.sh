@@ -22,7 +22,11 @@ FUNCTIONS=(ingest search purge)
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 
-[[ -n ${DATABASE_URL:-} ]] || fail "DATABASE_URL is not set: run make demo, or: set -a; . .kit/env; set +a"
+# Each function logs in as its own role: INGEST_, SEARCH_ and PURGE_DATABASE_URL (from .kit/env) win
+# over DATABASE_URL in the one environment `cargo lambda watch` gives all three functions.
+for variable in DATABASE_URL INGEST_DATABASE_URL SEARCH_DATABASE_URL PURGE_DATABASE_URL; do
+  [[ -n ${!variable:-} ]] || fail "$variable is not set: run make demo, or: set -a; . .kit/env; set +a"
+done
 command -v cargo-lambda >/dev/null \
   || fail "cargo-lambda is not on PATH: run make deps, then source .kit/env (it adds \$KIT_CACHE/venv/bin)"
 

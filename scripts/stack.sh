@@ -2,7 +2,8 @@
 # The project-local stack: a PostgreSQL 15 cluster with pgvector, and PgBouncer in front of it in
 # transaction pooling. Needs scripts/install-deps.sh first.
 #
-#   scripts/stack.sh up      init (first time), start both, ensure roles and the kit database, write .kit/env
+#   scripts/stack.sh up      init (first time), start both, ensure the admin role and the kit database,
+#                            migrate, create the functions' login roles (kit roles apply --local), write .kit/env
 #   scripts/stack.sh down    stop both, keep the data
 #   scripts/stack.sh status  say what runs and where (exit 0 only when both run)
 #   scripts/stack.sh wipe    down, then delete the cluster (data, logs, server configs)
@@ -20,7 +21,8 @@
 #     One checkout, one cluster: two clones never share one (give them different ports).
 #
 # Ports: KIT_PG_PORT (PostgreSQL, default 55432) and KIT_PGBOUNCER_PORT (default 56432), 127.0.0.1 only.
-# Passwords are generated on the first `up` and kept in .kit/secrets (mode 600), never in the repo.
+# Passwords are generated on the first `up` and kept in .kit/secrets (mode 600), never in the repo:
+# one for the admin role and one per function login role (kit.toml's [functions.*] db_role).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,7 +73,8 @@ LEGACY_PGDATA="$KIT_DIR/pgdata"
 
 DATABASE=kit
 ADMIN_ROLE=kit_admin # superuser: migrations, test databases, admin work (direct to PostgreSQL)
-APP_ROLE=kit_app     # what the functions use, through PgBouncer
+LEGACY_APP_ROLE=kit_app # the one role every function used before they had their own (dropped)
+FUNCTIONS=(ingest search purge)
 
 step() { printf '==> %s\n' "$*"; }
 fail() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -97,7 +100,28 @@ read_password() { cat "$SECRETS_DIR/$1.password"; }
 # Every URL verifies the server's certificate against the cluster's CA.
 tls_params() { echo "sslmode=verify-full&sslrootcert=${CA_CERT// /%20}"; }
 admin_url() { echo "postgres://$ADMIN_ROLE:$1@127.0.0.1:$PG_PORT/$DATABASE?$(tls_params)"; }
-app_url() { echo "postgres://$APP_ROLE:$1@127.0.0.1:$PGBOUNCER_PORT/$DATABASE?$(tls_params)"; }
+# A function's URL through PgBouncer, as its own login role.
+function_url() {
+  local role
+  role="$(function_role "$1")"
+  echo "postgres://$role:$(read_password "$role")@127.0.0.1:$PGBOUNCER_PORT/$DATABASE?$(tls_params)"
+}
+
+# A function's login role: kit.toml's [functions.<name>] db_role (what `kit roles apply` creates).
+function_role() {
+  local role
+  role="$(awk -v section="[functions.$1]" '
+    /^[[:space:]]*\[/ { inside = ($1 == section) }
+    inside && /^[[:space:]]*db_role[[:space:]]*=/ { sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; exit }
+  ' "$ROOT/kit.toml")"
+  [[ $role =~ ^[a-z_][a-z0-9_]*$ ]] || fail "kit.toml: no valid [functions.$1] db_role (found '$role')"
+  echo "$role"
+}
+
+function_roles() {
+  local function
+  for function in "${FUNCTIONS[@]}"; do function_role "$function"; done
+}
 
 check_prerequisites() {
   [[ -x $PG_BIN/postgres ]] || fail "PostgreSQL 15 is not installed: run scripts/install-deps.sh (or make deps)"
@@ -282,51 +306,49 @@ stop_postgres() {
   as_db_user "$PG_BIN/pg_ctl" stop -D "$PGDATA" -m fast -w -t 60 >/dev/null
 }
 
-# Roles, memberships and the kit database; passwords are (re)set only when a role is created or its
-# password file is new, so the SCRAM secrets PgBouncer holds stay valid.
+# The admin role and the kit database. The admin password is (re)set only when the role is created or
+# its password file is new, so the SCRAM secret PgBouncer holds stays valid. The functions' login
+# roles are `kit roles apply --local`'s (provision_function_roles), after the migrations.
 ensure_roles_and_database() {
-  local reset_admin="$1" reset_app="$2"
+  local reset_admin="$1"
   superuser_psql <<EOF
 SET client_min_messages = warning;
 \set admin_password '$(read_password "$ADMIN_ROLE")'
-\set app_password '$(read_password "$APP_ROLE")'
 \set reset_admin $reset_admin
-\set reset_app $reset_app
 
-SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN_ROLE') AS create_admin,
-       NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$APP_ROLE') AS create_app \gset
+SELECT NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ADMIN_ROLE') AS create_admin \gset
 \if :create_admin
   CREATE ROLE $ADMIN_ROLE SUPERUSER LOGIN PASSWORD :'admin_password';
 \elif :reset_admin
   ALTER ROLE $ADMIN_ROLE PASSWORD :'admin_password';
 \endif
-\if :create_app
-  CREATE ROLE $APP_ROLE LOGIN PASSWORD :'app_password';
-\elif :reset_app
-  ALTER ROLE $APP_ROLE PASSWORD :'app_password';
-\endif
 ALTER ROLE $ADMIN_ROLE SUPERUSER LOGIN;
-ALTER ROLE $APP_ROLE NOSUPERUSER LOGIN;
--- What docs/deploy.md sets on the search role: a search statement then runs alone, in one
--- round trip, instead of in a transaction that sets these first (docs/search.md). The
--- timeout is DB_STATEMENT_TIMEOUT_MS's default; the kit's writes set their own per transaction.
-ALTER ROLE $APP_ROLE SET statement_timeout = '5s';
-ALTER ROLE $APP_ROLE SET plan_cache_mode = 'force_custom_plan';
-
--- The migrations grant table privileges to these; they create them too when missing.
+-- Each function logs in as its own role now: the one role that had every group goes (kept, without
+-- its groups, if something still holds on to it).
 DO \$\$
 BEGIN
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kit_read') THEN CREATE ROLE kit_read NOLOGIN; END IF;
-  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'kit_write') THEN CREATE ROLE kit_write NOLOGIN; END IF;
+  DROP ROLE IF EXISTS $LEGACY_APP_ROLE;
+EXCEPTION WHEN OTHERS THEN
+  RAISE WARNING '$LEGACY_APP_ROLE kept: %', SQLERRM;
 END
 \$\$;
-GRANT kit_read, kit_write TO $APP_ROLE;
 
 SELECT NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE') AS create_database \gset
 \if :create_database
   CREATE DATABASE $DATABASE OWNER $ADMIN_ROLE;
 \endif
 EOF
+}
+
+# The schema (the migrations create the function groups and their grants), then the functions'
+# login roles with their passwords from .kit/secrets: the same `kit roles apply` as on AWS.
+provision_function_roles() {
+  local admin
+  admin="$(admin_url "$(read_password "$ADMIN_ROLE")")"
+  step "postgres: migrations, then the functions' login roles ($(function_roles | paste -sd ' ' -))"
+  DATABASE_ADMIN_URL="$admin" cargo run --locked -q -p kit -- migrate up || fail "kit migrate up failed"
+  DATABASE_ADMIN_URL="$admin" cargo run --locked -q -p kit -- roles apply --local --secrets-dir "$SECRETS_DIR" \
+    || fail "kit roles apply --local failed"
 }
 
 # --- PgBouncer -------------------------------------------------------------
@@ -349,7 +371,7 @@ pgbouncer_running() { pgbouncer_pid "$@" >/dev/null; }
 write_pgbouncer_auth_file() {
   local tmp="$PGBOUNCER_AUTH_FILE.tmp"
   superuser_psql -At -c "SELECT format('\"%s\" \"%s\"', rolname, rolpassword) FROM pg_authid
-                         WHERE rolname IN ('$ADMIN_ROLE', '$APP_ROLE') ORDER BY rolname" \
+                         WHERE rolname IN ('$ADMIN_ROLE'$(printf ", '%s'" $(function_roles))) ORDER BY rolname" \
     | (umask 077 && cat >"$tmp")
   [[ $EUID -ne 0 ]] || chown "$DB_OS_USER" "$tmp"
   if cmp -s "$tmp" "$PGBOUNCER_AUTH_FILE"; then
@@ -478,8 +500,13 @@ write_env_file() {
 export KIT_CACHE='$KIT_CACHE'
 export KIT_PG_PORT=$PG_PORT
 export KIT_PGBOUNCER_PORT=$PGBOUNCER_PORT
-# Through PgBouncer (transaction pooling): what the functions use.
-export DATABASE_URL='$(app_url "$(read_password "$APP_ROLE")")'
+# Through PgBouncer (transaction pooling), one login role per function: each function reads its
+# own variable (it wins over DATABASE_URL), so all three can share one environment.
+export INGEST_DATABASE_URL='$(function_url ingest)'
+export SEARCH_DATABASE_URL='$(function_url search)'
+export PURGE_DATABASE_URL='$(function_url purge)'
+# The default for tools that take one URL: the ingest role (reads and writes embeddings).
+export DATABASE_URL='$(function_url ingest)'
 # Straight to PostgreSQL, as a superuser: migrations, test databases, admin work.
 export DATABASE_ADMIN_URL='$(admin_url "$(read_password "$ADMIN_ROLE")")'
 case ":\$PATH:" in
@@ -516,22 +543,23 @@ stop_legacy_servers() {
 }
 
 cmd_up() {
-  local reset_admin reset_app tls_changed auth_changed config_changed
+  local reset_admin tls_changed auth_changed config_changed role
   check_prerequisites
   prepare_directories
   take_lock
   move_legacy_cluster
   reset_admin="$(ensure_password "$ADMIN_ROLE")"
-  reset_app="$(ensure_password "$APP_ROLE")"
+  for role in $(function_roles); do ensure_password "$role" >/dev/null; done
   init_cluster
   tls_changed="$(ensure_certificates)"
   start_postgres "$tls_changed"
-  ensure_roles_and_database "$reset_admin" "$reset_app"
+  ensure_roles_and_database "$reset_admin"
   wait_until_accepting PostgreSQL "$PG_PORT" "$ADMIN_ROLE"
+  provision_function_roles
   auth_changed="$(write_pgbouncer_auth_file)"
   config_changed="$(write_pgbouncer_config)"
   start_pgbouncer "$tls_changed$auth_changed$config_changed"
-  wait_until_accepting PgBouncer "$PGBOUNCER_PORT" "$APP_ROLE"
+  for role in $(function_roles); do wait_until_accepting PgBouncer "$PGBOUNCER_PORT" "$role"; done
   write_env_file
   step "ready: . $ENV_FILE  (DATABASE_URL via PgBouncer :$PGBOUNCER_PORT, DATABASE_ADMIN_URL direct :$PG_PORT)"
 }
@@ -564,7 +592,7 @@ cmd_status() {
     ok=3
   fi
   if pgbouncer_running; then
-    echo "pgbouncer: running  postgres://$APP_ROLE@127.0.0.1:$PGBOUNCER_PORT/$DATABASE  (admin console: postgres://$ADMIN_ROLE@127.0.0.1:$PGBOUNCER_PORT/pgbouncer)"
+    echo "pgbouncer: running  postgres://{$(function_roles | paste -sd, -)}@127.0.0.1:$PGBOUNCER_PORT/$DATABASE  (admin console: postgres://$ADMIN_ROLE@127.0.0.1:$PGBOUNCER_PORT/pgbouncer)"
   else
     echo "pgbouncer: stopped"
     ok=3

@@ -11,7 +11,7 @@ use kit_tests::search_corpus::{nearest_query, seed_rows};
 use kit_tests::{pgbouncer_console, TestDb};
 use serde_json::Map;
 use sqlx::Row;
-use storage::{Config, Database, ErrorClass, Namespace, SearchQuery, Upsert, WriteOp};
+use storage::{Config, Database, ErrorClass, Function, Namespace, SearchQuery, Upsert, WriteOp};
 
 /// A seeded database (`rows` rows, with statistics) and a query over it.
 async fn seeded(rows: usize) -> (TestDb, SearchQuery) {
@@ -56,14 +56,15 @@ async fn pgbouncer_counters(t: &TestDb) -> (i64, i64) {
 #[tokio::test]
 async fn a_search_is_one_statement_and_one_server_assignment() {
     let (t, query) = seeded(60).await;
+    let search = t.db_as(Function::Search);
     assert!(
-        t.db.searches_run_alone().await.unwrap(),
+        search.searches_run_alone().await.unwrap(),
         "the local stack's role sets statement_timeout and plan_cache_mode (scripts/stack.sh)"
     );
-    t.db.search_nearest(&query).await.unwrap(); // the connection is now kept
+    search.search_nearest(&query).await.unwrap(); // the connection is now kept
     let (assignments, queries) = pgbouncer_counters(&t).await;
     for _ in 0..20 {
-        assert_eq!(t.db.search_nearest(&query).await.unwrap().len(), 10);
+        assert_eq!(search.search_nearest(&query).await.unwrap().len(), 10);
     }
     let (assignments_after, queries_after) = pgbouncer_counters(&t).await;
     assert_eq!(
@@ -74,8 +75,8 @@ async fn a_search_is_one_statement_and_one_server_assignment() {
 
     // Without the role's settings, a transaction sets them: still one server
     // assignment per search, but three messages.
-    let mut config = t.config();
-    config.statement_timeout = Duration::from_millis(4_000); // below the role's 5 s
+    let mut config = t.config_as(Function::Search);
+    config.statement_timeout = Duration::from_millis(2_000); // below the search role's 3 s
     let db = Database::connect_lazy(&config).unwrap();
     assert!(!db.searches_run_alone().await.unwrap());
     db.search_nearest(&query).await.unwrap();
@@ -101,12 +102,13 @@ async fn per_request_index_settings_reach_the_scan_in_both_modes() {
     let (t, mut query) = seeded(1_500).await;
     query.iterative_scan = false;
     query.ef_search = 3;
-    let plan = t.db.explain_search(&query).await.unwrap().to_string();
+    let search = t.db_as(Function::Search);
+    let plan = search.explain_search(&query).await.unwrap().to_string();
     assert!(plan.contains("embeddings_embedding_hnsw"), "{plan}");
-    let mut config = t.config();
-    config.statement_timeout = Duration::from_millis(4_000);
+    let mut config = t.config_as(Function::Search);
+    config.statement_timeout = Duration::from_millis(2_000);
     let in_transaction = Database::connect_lazy(&config).unwrap();
-    for (db, alone) in [(&t.db, true), (&in_transaction, false)] {
+    for (db, alone) in [(&search, true), (&in_transaction, false)] {
         assert_eq!(db.searches_run_alone().await.unwrap(), alone);
         assert_eq!(
             db.search_nearest(&query).await.unwrap().len(),
@@ -188,7 +190,7 @@ async fn a_search_that_loses_its_connection_runs_again_on_a_new_one() {
 async fn a_failed_search_leaves_no_transaction_open() {
     let (t, query) = seeded(60).await;
     let admin = t.admin_pool().await.unwrap();
-    let mut config = t.config();
+    let mut config = t.config_as(Function::Search);
     config.statement_timeout = Duration::from_millis(200); // the transaction path
     let db = Database::connect_lazy(&config).unwrap();
     assert!(!db.searches_run_alone().await.unwrap());
@@ -236,14 +238,15 @@ async fn a_blocked_search_is_cancelled_at_the_statement_timeout_in_both_modes() 
         .execute(&mut *locker)
         .await
         .unwrap();
-    let role_timeout: Duration = role_statement_timeout(&t.config()).await;
+    let role_timeout: Duration = role_statement_timeout(&t.config_as(Function::Search)).await;
+    let search = t.db_as(Function::Search);
 
-    let mut config = t.config();
+    let mut config = t.config_as(Function::Search);
     config.statement_timeout = Duration::from_millis(300);
     let in_transaction = Database::connect_lazy(&config).unwrap();
     for (db, limit, alone) in [
         (&in_transaction, Duration::from_millis(300), false),
-        (&t.db, role_timeout, true),
+        (&search, role_timeout, true),
     ] {
         assert_eq!(db.searches_run_alone().await.unwrap(), alone);
         let started = Instant::now();

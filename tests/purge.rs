@@ -8,7 +8,7 @@ use kit_tests::TestDb;
 use lambda_runtime::LambdaEvent;
 use purge::{handler, run, Purge, PurgeRequest, Settings};
 use serde_json::json;
-use storage::{Namespace, Upsert, Vector, WriteOp};
+use storage::{Function, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 /// Seeds rows in `namespace` aged `ages_days` days (one row per entry).
@@ -47,7 +47,7 @@ async fn ages(t: &TestDb, namespace: &str) -> Vec<i64> {
 }
 
 fn purge_state(t: &TestDb, settings: Settings) -> Purge {
-    Purge::new(&t.config(), settings).unwrap()
+    Purge::new(&t.config_as(Function::Purge), settings).unwrap()
 }
 
 #[tokio::test]
@@ -55,7 +55,8 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 29, 31, 45, 400]).await;
     seed_aged(&t, "shortlived", &[1, 6, 8, 29, 31]).await;
-    t.db.set_retention(&Namespace::parse("shortlived").unwrap(), 7)
+    t.admin_db()
+        .set_retention(&Namespace::parse("shortlived").unwrap(), 7)
         .await
         .unwrap();
     let state = purge_state(
@@ -156,7 +157,7 @@ async fn a_second_concurrent_run_skips() {
     let state = purge_state(&t, Settings::default());
     // Another run holds an unexpired lease.
     assert!(t
-        .db
+        .db_as(Function::Purge)
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() + Duration::minutes(5))
         .await
         .unwrap());
@@ -172,7 +173,7 @@ async fn an_expired_lease_is_taken_over() {
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[40]).await;
     assert!(t
-        .db
+        .db_as(Function::Purge)
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() - Duration::seconds(1))
         .await
         .unwrap());
@@ -338,6 +339,7 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
         .map(|(i, v)| (Uuid::from_u128(i as u128 + 1), v))
         .collect();
     let (mut found, mut wanted) = (0usize, 0usize);
+    let search = t.db_as(Function::Search);
     for q in 0..20 {
         let query_vector = &vectors[q * 37 + 1];
         let mut exact: Vec<(f64, Uuid)> = remaining
@@ -346,10 +348,10 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
             .collect();
         exact.sort_by(|a, b| a.0.total_cmp(&b.0));
         let truth: Vec<Uuid> = exact.iter().take(10).map(|(_, id)| *id).collect();
-        let hits =
-            t.db.search_nearest(&nearest_query(query_vector, 10))
-                .await
-                .unwrap();
+        let hits = search
+            .search_nearest(&nearest_query(query_vector, 10))
+            .await
+            .unwrap();
         found += hits.iter().filter(|h| truth.contains(&h.id)).count();
         wanted += 10;
     }

@@ -13,11 +13,16 @@ use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
 use search::{handler, Limits, Search};
 use serde_json::{json, Value};
-use storage::{Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
+use storage::{Function, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 fn search_state(t: &TestDb) -> Search {
-    Search::new(&t.config(), Limits::default(), search::Auth::none()).unwrap()
+    Search::new(
+        &t.config_as(Function::Search),
+        Limits::default(),
+        search::Auth::none(),
+    )
+    .unwrap()
 }
 
 async fn call(state: &Search, event: Value) -> (u16, Value) {

@@ -11,6 +11,7 @@ mod bench;
 mod demo;
 mod migrate;
 mod retention;
+mod roles;
 mod scratch;
 
 #[derive(Debug, Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Build(deploy::BuildArgs),
     /// Per-namespace retention overrides used by the purge function.
     Retention(retention::RetentionArgs),
+    /// The functions' login roles and row-level security (`kit roles apply`).
+    Roles(roles::RolesArgs),
     /// Benchmarks: the handler path against raw PostgreSQL, measured in one run.
     Bench(bench::BenchArgs),
     /// Drive the running local functions end to end (used by `make demo`).
@@ -76,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tls(args) => kit::deploy::tls::run(args),
         Command::Build(args) => deploy::build(args),
         Command::Retention(args) => runtime()?.block_on(retention::run(args)),
+        Command::Roles(args) => runtime()?.block_on(roles::run(args)),
         Command::Bench(args) => runtime()?.block_on(bench::run(args)),
         Command::Demo(args) => runtime()?.block_on(demo::run(args)),
     }

@@ -9,9 +9,15 @@ use storage::{Config, Database, Namespace};
 pub struct RetentionArgs {
     #[command(subcommand)]
     action: Action,
-    /// Where the policies live (through PgBouncer is fine).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    database_url: Option<String>,
+    /// Where the policies live: straight to PostgreSQL as the admin role (the functions'
+    /// roles may only read them; writes need kit_retention_admin or the table owner).
+    #[arg(
+        long,
+        env = "DATABASE_ADMIN_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    admin_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -29,8 +35,8 @@ enum Action {
 }
 
 pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
-    let url = args.database_url.context(
-        "DATABASE_URL is not set: run `make up` and `. .kit/env`, or pass --database-url",
+    let url = args.admin_url.context(
+        "DATABASE_ADMIN_URL is not set: run `make up` and `. .kit/env`, or pass --admin-url",
     )?;
     let config = Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))?;
     let db = Database::connect_lazy(&config)?;

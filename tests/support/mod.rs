@@ -2,8 +2,10 @@
 //! migrated template), connections through the real PgBouncer, real Lambda event JSON,
 //! and synthetic embeddings.
 //!
-//! Tests read `DATABASE_URL` (through PgBouncer) and `DATABASE_ADMIN_URL` (direct) from
-//! the environment, as `make test` sets them from `.kit/env`.
+//! Tests read `DATABASE_URL` (through PgBouncer, the ingest role), the functions' own
+//! `INGEST_DATABASE_URL`, `SEARCH_DATABASE_URL` and `PURGE_DATABASE_URL`, and
+//! `DATABASE_ADMIN_URL` (direct) from the environment, as `make test` sets them from
+//! `.kit/env`. A test connects as the role of the function it tests ([`TestDb::config_as`]).
 
 pub mod corpus;
 pub mod events;
@@ -16,12 +18,12 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
-use storage::{Config, Database, MIGRATOR};
+use storage::{Config, Database, Function, MIGRATOR};
 
 /// A database of its own for one test, reached through PgBouncer like production.
 pub struct TestDb {
     pub name: String,
-    /// Through PgBouncer, as the application role.
+    /// Through PgBouncer, as `DATABASE_URL`'s role (the ingest role locally).
     pub app_url: String,
     /// Straight to PostgreSQL, as the admin role.
     pub admin_url: String,
@@ -87,6 +89,28 @@ impl TestDb {
     /// one `db` uses).
     pub fn config(&self) -> Config {
         self.config.clone()
+    }
+
+    /// This test's database through PgBouncer as `function`'s own login role
+    /// (`SEARCH_DATABASE_URL`, ...; `DATABASE_URL` when it is not set), with this test's
+    /// other settings: the one way a test connects as the function it tests.
+    pub fn config_as(&self, function: Function) -> Config {
+        let url = Config::for_function(function, |name| std::env::var(name).ok())
+            .map(|c| c.database_url)
+            .expect("DATABASE_URL is set (TestDb::new checked)");
+        let url = with_database(&url, &self.name).expect("a database URL with a path");
+        self.config.with_url(url)
+    }
+
+    /// A [`Database`] on this test's database as `function`'s login role.
+    pub fn db_as(&self, function: Function) -> Database {
+        Database::connect_lazy(&self.config_as(function)).expect("a valid URL")
+    }
+
+    /// A [`Database`] on this test's database as the admin role, straight to PostgreSQL
+    /// (table owner: retention policies, setup the functions' roles may not do).
+    pub fn admin_db(&self) -> Database {
+        Database::connect_lazy(&self.config.with_url(self.admin_url.clone())).expect("a valid URL")
     }
 }
 

@@ -8,7 +8,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     // DATABASE_URL, or on AWS the secret named by DATABASE_SECRET_ARN.
     let env = credentials::Environment::load().await?;
-    let config = storage::Config::from_lookup(|name| env.get(name))?;
+    let config = storage::Config::for_function(storage::Function::Ingest, |name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
     let allowed_namespaces = AllowedNamespaces::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?limits, ?allowed_namespaces, "ingest cold start");

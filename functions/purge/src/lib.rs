@@ -240,7 +240,7 @@ async fn delete_batches(
         for (namespace, n) in batch.per_namespace {
             *report.per_namespace.entry(namespace).or_default() += n;
         }
-        if deleted < u64::from(state.settings.batch_size) {
+        if batch.picked < u64::from(state.settings.batch_size) {
             report.complete = true;
             return Ok(());
         }

@@ -7,7 +7,7 @@ use purge::{handler, Purge, Settings};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let env = credentials::Environment::load().await?;
-    let config = storage::Config::from_lookup(|name| env.get(name))?;
+    let config = storage::Config::for_function(storage::Function::Purge, |name| env.get(name))?;
     let settings = Settings::from_lookup(|name| env.get(name))?;
     tracing::info!(?config, ?settings, "purge cold start");
     let mut state = Purge::new(&config, settings)?;

@@ -9,7 +9,7 @@ use search::{handler, Auth, Limits, Search};
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let env = credentials::Environment::load().await?;
-    let config = storage::Config::from_lookup(|name| env.get(name))?;
+    let config = storage::Config::for_function(storage::Function::Search, |name| env.get(name))?;
     let limits = Limits::from_lookup(|name| env.get(name))?;
     // AUTH_MODE and NAMESPACE_CLAIM: an invalid value stops the cold start here.
     let auth = Auth::from_lookup(|name| env.get(name))?;

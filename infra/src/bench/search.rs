@@ -6,7 +6,7 @@
 //!   `ANALYZE` (the planner needs statistics after a bulk load).
 //! - handler: an API Gateway HTTP API (v2) event per query, turned into a request by
 //!   `search::event::request_from_slice` (what the function's runtime does) and answered by
-//!   `search::handler` over `DATABASE_URL` (through PgBouncer). Timed: the event
+//!   `search::handler` over `SEARCH_DATABASE_URL` (the search role, through PgBouncer). Timed: the event
 //!   deserialisation and the handler call (body parsing and validation, the search
 //!   statement with its transaction-local settings, the response JSON). Building the
 //!   event and reading the response are the client's work and are not timed. The run
@@ -76,9 +76,14 @@ pub struct SearchBenchArgs {
     /// Print the figures as one JSON object on the last line of stdout.
     #[arg(long)]
     json: bool,
-    /// Through PgBouncer, as the function connects.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// Through PgBouncer, as the search function connects (its own role;
+    /// `DATABASE_URL` when `SEARCH_DATABASE_URL` is not set).
+    #[arg(long, env = "SEARCH_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Row-level security on the scratch database's `embeddings` (`on` as migrated, or
+    /// `off`), to measure what it costs.
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = ["on", "off"])]
+    row_level_security: String,
     /// Straight to PostgreSQL, as a role that may create databases.
     #[arg(long, env = "DATABASE_ADMIN_URL", hide_env_values = true)]
     admin_url: Option<String>,
@@ -104,8 +109,12 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         args.selectivity > 0.0 && args.selectivity <= 1.0,
         "--selectivity is a share of rows, from 0 (exclusive) to 1"
     );
+    let database_url = args
+        .database_url
+        .clone()
+        .or_else(|| std::env::var("DATABASE_URL").ok());
     let (app_url, admin_url, admin) =
-        crate::scratch::stack_connections(args.database_url.clone(), args.admin_url.clone())?;
+        crate::scratch::stack_connections(database_url, args.admin_url.clone())?;
     let name = format!(
         "kit_bench_search_{}",
         &Uuid::new_v4().simple().to_string()[..8]
@@ -190,6 +199,12 @@ async fn measure(
         .await
         .context("connecting to DATABASE_ADMIN_URL")?;
     conn.execute(sql::ANALYZE).await?;
+    let row_level_security = args.row_level_security == "on";
+    storage::roles::set_row_level_security(&mut conn, row_level_security).await?;
+    eprintln!(
+        "bench: row-level security {}",
+        if row_level_security { "on" } else { "off" }
+    );
 
     let limits = Limits::from_env()?;
     let config = Config::from_lookup(|k| match k {
@@ -567,6 +582,7 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
             "k": args.k,
             "ef_search": f.ef_search,
             "search_round_trips": if f.alone { 1 } else { 3 },
+            "row_level_security": args.row_level_security == "on",
             "handler_p50_ms": h50,
             "handler_p99_ms": h99,
             "raw_p50_ms": r50,
@@ -712,6 +728,7 @@ mod tests {
             seed: 3,
             json: false,
             database_url: None,
+            row_level_security: "on".into(),
             admin_url: None,
         };
         let corpus = Corpus::generate(&args, 16, 10);

@@ -102,7 +102,8 @@ fn locate(arg: &ConfigArg) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((path, root))
 }
 
-pub(crate) fn load(arg: &ConfigArg) -> anyhow::Result<(KitConfig, PathBuf, PathBuf)> {
+/// Reads `--config` (or the nearest `kit.toml`): the model, its path, its directory.
+pub fn load(arg: &ConfigArg) -> anyhow::Result<(KitConfig, PathBuf, PathBuf)> {
     let (path, root) = locate(arg)?;
     let config = KitConfig::load(&path)?;
     Ok((config, path, root))

@@ -69,6 +69,14 @@ pub struct Database {
     /// Connections kept free for people and tools that bypass PgBouncer:
     /// migrations, admin sessions, monitoring, replication.
     pub headroom: u32,
+    /// Row-level security on `embeddings` (default on): a search sees only the rows of
+    /// the namespace its own statement declares. Applied by `kit roles apply`.
+    #[serde(default = "yes")]
+    pub row_level_security: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Database {

@@ -63,10 +63,32 @@ impl Config {
 
     /// Reads settings through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::read(None, lookup)
+    }
+
+    /// Like [`Config::from_lookup`] for one function: its own variable
+    /// ([`Function::url_variable`], e.g. `SEARCH_DATABASE_URL`) wins over `DATABASE_URL`.
+    /// Locally every function runs in one environment (`cargo lambda watch` shares its
+    /// own), and each still logs in as its own role; on AWS neither is usually set and
+    /// `DATABASE_URL` comes from the function's secret.
+    pub fn for_function(
+        function: Function,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Self::read(Some(function), lookup)
+    }
+
+    fn read(
+        function: Option<Function>,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let database_url = non_empty("DATABASE_URL").ok_or(ConfigError::Missing {
-            name: "DATABASE_URL",
-        })?;
+        let database_url = function
+            .and_then(|f| non_empty(f.url_variable()))
+            .or_else(|| non_empty("DATABASE_URL"))
+            .ok_or(ConfigError::Missing {
+                name: "DATABASE_URL",
+            })?;
         Ok(Self {
             read_url: non_empty("DATABASE_READ_URL"),
             max_connections: parse_setting(
@@ -89,6 +111,36 @@ impl Config {
         Self {
             database_url: url.into(),
             ..self.clone()
+        }
+    }
+}
+
+/// One of the kit's three functions, each logging in as its own role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Function {
+    Ingest,
+    Search,
+    Purge,
+}
+
+impl Function {
+    pub const ALL: [Function; 3] = [Function::Ingest, Function::Search, Function::Purge];
+
+    /// `ingest`, `search`, `purge`: the crate and the `kit.toml` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Function::Ingest => "ingest",
+            Function::Search => "search",
+            Function::Purge => "purge",
+        }
+    }
+
+    /// The variable naming this function's own database URL; it wins over `DATABASE_URL`.
+    pub fn url_variable(self) -> &'static str {
+        match self {
+            Function::Ingest => "INGEST_DATABASE_URL",
+            Function::Search => "SEARCH_DATABASE_URL",
+            Function::Purge => "PURGE_DATABASE_URL",
         }
     }
 }
@@ -267,6 +319,24 @@ mod tests {
         assert_eq!(c.acquire_timeout, Duration::from_secs(2));
         assert_eq!(c.statement_timeout, Duration::from_secs(5));
         assert!(c.read_url.is_none());
+    }
+
+    #[test]
+    fn a_function_s_own_url_wins_over_database_url() {
+        let map: HashMap<&str, &str> = [
+            ("DATABASE_URL", "postgres://kit_ingest:p@h/db"),
+            ("SEARCH_DATABASE_URL", "postgres://kit_search:p@h/db"),
+            ("PURGE_DATABASE_URL", " "),
+        ]
+        .into();
+        let lookup = |k: &str| map.get(k).map(|v| v.to_string());
+        let url = |f| Config::for_function(f, lookup).unwrap().database_url;
+        assert_eq!(url(Function::Search), "postgres://kit_search:p@h/db");
+        assert_eq!(url(Function::Purge), "postgres://kit_ingest:p@h/db");
+        assert_eq!(
+            Config::from_lookup(lookup).unwrap().database_url,
+            "postgres://kit_ingest:p@h/db"
+        );
     }
 
     #[test]

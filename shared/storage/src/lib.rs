@@ -26,11 +26,12 @@ pub mod migrate;
 mod purge;
 mod records;
 mod retry;
+pub mod roles;
 mod search;
 pub mod tls;
 mod writes;
 
-pub use config::{parse_setting, Config, ConfigError};
+pub use config::{parse_setting, Config, ConfigError, Function};
 pub use credentials::{CredentialSource, SourceFuture};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};

@@ -35,6 +35,10 @@ impl PurgeScope {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PurgeBatch {
     pub per_namespace: BTreeMap<String, u64>,
+    /// Expired rows the batch picked (at most its limit); a row an ingest batch made
+    /// newer meanwhile is picked but not deleted. Fewer than the limit: nothing expired
+    /// is left.
+    pub picked: u64,
 }
 
 impl PurgeBatch {
@@ -101,9 +105,9 @@ impl Database {
     }
 
     /// Deletes at most `limit` expired rows, oldest first, in its own short transaction.
-    /// Rows locked by a concurrent writer are skipped (`SKIP LOCKED`) rather than waited
-    /// for; a later batch or run gets them. A row that a concurrent upsert made newer
-    /// than the cutoff is re-checked under its lock and left alone.
+    /// A row a concurrent ingest batch is writing is waited for (that batch is one short
+    /// transaction), then re-checked: a row the upsert made newer than the cutoff is
+    /// left alone.
     pub async fn purge_batch(
         &self,
         scope: &PurgeScope,
@@ -221,11 +225,19 @@ fn bind_scope<'q>(
 
 fn counts(rows: Vec<sqlx::postgres::PgRow>) -> Result<PurgeBatch, StorageError> {
     let mut batch = PurgeBatch::default();
+    let mut picked = None;
     for row in rows {
-        let namespace: String = row.try_get("namespace")?;
+        let namespace: Option<String> = row.try_get("namespace")?;
         let n: i64 = row.try_get("n")?;
-        batch.per_namespace.insert(namespace, n as u64);
+        match namespace {
+            Some(namespace) => {
+                batch.per_namespace.insert(namespace, n as u64);
+            }
+            // DELETE_EXPIRED's count of the rows it picked.
+            None => picked = Some(n as u64),
+        }
     }
+    batch.picked = picked.unwrap_or_else(|| batch.total());
     Ok(batch)
 }
 
@@ -242,19 +254,26 @@ mod sql {
         };
     }
 
+    /// No `FOR UPDATE`: locking rows for update needs the UPDATE privilege, which the
+    /// purge role does not have. The DELETE locks each row itself and re-checks, on the
+    /// row's newest version, that it is still older than its cutoff (PostgreSQL
+    /// re-evaluates the row's `WHERE` after waiting for a concurrent writer), so a row
+    /// an upsert refreshed meanwhile is left alone.
     pub const DELETE_EXPIRED: &str = concat!(
         "WITH doomed AS (
-            SELECT e.namespace, e.id ",
+            SELECT e.namespace, e.id,
+                   $1::timestamptz - make_interval(days => COALESCE($4::int, p.retention_days, $2::int)) AS cutoff ",
         expired_rows!(),
         " ORDER BY e.created_at
             LIMIT $5
-            FOR UPDATE OF e SKIP LOCKED
         ), gone AS (
             DELETE FROM embeddings x USING doomed d
-            WHERE x.namespace = d.namespace AND x.id = d.id
+            WHERE x.namespace = d.namespace AND x.id = d.id AND x.created_at < d.cutoff
             RETURNING x.namespace
         )
-        SELECT namespace, count(*) AS n FROM gone GROUP BY namespace"
+        SELECT namespace, count(*) AS n FROM gone GROUP BY namespace
+        UNION ALL
+        SELECT NULL, count(*) FROM doomed"
     );
 
     pub const COUNT_EXPIRED: &str = concat!(

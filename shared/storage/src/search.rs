@@ -190,6 +190,14 @@ pub struct SearchStatement {
 /// before pgvector's first `hnswgettuple` reads the settings, and `true` makes them
 /// transaction-local: they end with the statement's own (implicit or explicit)
 /// transaction, so nothing reaches the next client of a pooled server connection.
+///
+/// The tenant for row-level security (`kit.tenant`, which the search role's policy
+/// compares `namespace` with) is set the same way, by a second InitPlan, but in a
+/// `WHERE` clause of its own: it has no column in it, so PostgreSQL evaluates it once,
+/// as a one-time filter of a Result node above the table scan, before the scan reads
+/// its first row and before any row is checked against the policy, whatever the plan
+/// (HNSW index scan, exact scan through the primary key, bitmap or sequential scan).
+/// A statement that does not set it sees no rows.
 pub fn search_statement(filter: Option<&Filter>) -> Result<SearchStatement, FilterTooLarge> {
     const FIXED_PARAMS: usize = 10;
     let compiled = filter
@@ -211,7 +219,8 @@ pub fn search_statement(filter: Option<&Filter>) -> Result<SearchStatement, Filt
                    CASE WHEN $6 THEN content END AS content,
                    CASE WHEN $7 THEN embedding END AS embedding
             FROM embeddings
-            WHERE namespace = $2{condition}
+            WHERE namespace = $2
+              AND (SELECT set_config('kit.tenant', $2, true)) = $2{condition}
             ORDER BY embedding <=> (
                 SELECT $1 FROM (SELECT
                     set_config('hnsw.ef_search', $8::integer::text, true),
@@ -303,7 +312,9 @@ mod sql {
     pub const GET_ITEM: &str =
         "SELECT id, namespace, metadata, content, version, created_at, updated_at,
                 CASE WHEN $3 THEN embedding END AS embedding
-         FROM embeddings WHERE namespace = $1 AND id = $2";
+         FROM embeddings
+         WHERE namespace = $1 AND id = $2
+           AND (SELECT set_config('kit.tenant', $1, true)) = $1";
 }
 
 #[cfg(test)]
@@ -329,7 +340,11 @@ mod tests {
                 "{setting} is bound, transaction-local: {statement}"
             );
         }
-        assert_eq!(statement.matches(", true)").count(), 3, "{statement}");
+        assert_eq!(statement.matches(", true)").count(), 4, "{statement}");
+        assert!(
+            statement.contains("(SELECT set_config('kit.tenant', $2, true)) = $2"),
+            "the tenant is the bound namespace, transaction-local: {statement}"
+        );
     }
 
     #[test]

@@ -245,7 +245,7 @@ fn plan_nodes(plan: &Value) -> Vec<String> {
 
 /// The search statement as production runs it, minus the clause that sets the tenant.
 async fn rows_without_the_tenant(conn: &mut PgConnection, query: &SearchQuery) -> usize {
-    let mut statement = search_statement(query.filter.as_ref());
+    let mut statement = search_statement(query.filter.as_ref()).unwrap();
     let tenant = "AND (SELECT set_config('kit.tenant', $2, true)) = $2";
     assert!(statement.sql.contains(tenant), "{}", statement.sql);
     statement.sql = statement.sql.replace(tenant, "");

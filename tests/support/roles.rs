@@ -23,8 +23,8 @@ pub const TEST_LOGINS: &str = "kit_test_logins";
 /// Rewrites of PgBouncer's auth file, one at a time within a test binary.
 static AUTH_FILE: Mutex<()> = Mutex::const_new(());
 
-/// A login role for one test, with the grants the functions need (`kit_read`,
-/// `kit_write`), reached through PgBouncer like the stack's own role.
+/// A login role for one test, with the grants search and ingest need (`kit_search_group`,
+/// `kit_ingest_group`), reached through PgBouncer like the stack's own roles.
 pub struct TestRole {
     pub name: String,
     pub password: String,
@@ -52,7 +52,7 @@ impl TestRole {
         admin
             .execute(
                 format!(
-                    "CREATE ROLE {name} LOGIN PASSWORD '{}' IN ROLE kit_read, kit_write, {TEST_LOGINS}",
+                    "CREATE ROLE {name} LOGIN PASSWORD '{}' IN ROLE kit_search_group, kit_ingest_group, {TEST_LOGINS}",
                     quote(password)
                 )
                 .as_str(),

@@ -62,28 +62,10 @@ fn run(program: &str, args: &[&str]) {
 
 /// A self-signed CA that did not sign the stack's certificates.
 fn foreign_ca(scratch: &Scratch) -> PathBuf {
-    let cert = scratch.path("foreign-ca.crt");
-    run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=not the stack's CA",
-            "-keyout",
-            scratch.path("foreign-ca.key").to_str().unwrap(),
-            "-out",
-            cert.to_str().unwrap(),
-        ],
-    );
-    cert
+    // A CA of its own, made the way `kit tls issue` makes the deployment's.
+    let dir = scratch.path("foreign");
+    kit::deploy::tls::issue("localhost", &dir, 1).expect("kit tls issue");
+    dir.join(kit::deploy::tls::CA_CERT)
 }
 
 async fn select_one(options: PgConnectOptions) -> Result<i32, sqlx::Error> {

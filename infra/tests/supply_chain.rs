@@ -464,30 +464,9 @@ fn the_image_fetches_the_rds_ca_bundle_only_with_a_matching_sha256() {
 fn entrypoint(dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
     std::fs::create_dir_all(dir.join("run")).unwrap();
     std::fs::write(dir.join("base.ini"), "pool_mode = transaction\n").unwrap();
-    if !dir.join("client-tls.crt").exists() {
-        let status = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-            ])
-            .args([
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=pgbouncer.kit.internal",
-            ])
-            .arg("-keyout")
-            .arg(dir.join("client-tls.key"))
-            .arg("-out")
-            .arg(dir.join("client-tls.crt"))
-            .output()
-            .expect("openssl runs");
-        assert!(status.status.success(), "{status:?}");
+    let issued = dir.join("issued");
+    if !issued.join(kit::deploy::tls::SERVER_CERT).exists() {
+        kit::deploy::tls::issue("pgbouncer.kit.internal", &issued, 1).expect("kit tls issue");
     }
     let mut cmd = Command::new("bash");
     cmd.arg(repo_root().join("pgbouncer/entrypoint.sh"))
@@ -497,9 +476,15 @@ fn entrypoint(dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
         .env("DB_NAME", "kit")
         .env("PGBOUNCER_USERS", "kit_search")
         .env("PGBOUNCER_PASSWORD_KIT_SEARCH", "pw")
-        // Clients always get TLS: a certificate of the test's own stands in for the issued one.
-        .env("CLIENT_TLS_CERT_FILE", dir.join("client-tls.crt"))
-        .env("CLIENT_TLS_KEY_FILE", dir.join("client-tls.key"))
+        // Clients always get TLS: the certificate `kit tls issue` makes for PgBouncer.
+        .env(
+            "CLIENT_TLS_CERT_FILE",
+            issued.join(kit::deploy::tls::SERVER_CERT),
+        )
+        .env(
+            "CLIENT_TLS_KEY_FILE",
+            issued.join(kit::deploy::tls::SERVER_KEY),
+        )
         .env("PGBOUNCER_BASE_INI", dir.join("base.ini"))
         .env("PGBOUNCER_RUN_DIR", dir.join("run"))
         .env("PGBOUNCER_BIN", "cat");

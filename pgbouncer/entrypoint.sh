@@ -106,8 +106,9 @@ secret_auth_lines() {
   local arn stage json line user seen=" " err="$RUN_DIR/aws-error.txt"
   for arn in $PGBOUNCER_SECRET_ARNS; do
     for stage in AWSCURRENT AWSPENDING AWSPREVIOUS; do
+      # The secret's own region (the 4th field of its ARN), whatever the task's.
       if ! json="$(aws secretsmanager get-secret-value --secret-id "$arn" --version-stage "$stage" \
-        --query SecretString --output text 2>"$err")"; then
+        --region "$(printf '%s' "$arn" | cut -d: -f4)" --query SecretString --output text 2>"$err")"; then
         if [[ $stage != AWSCURRENT ]] && grep -q ResourceNotFoundException "$err"; then
           continue
         fi
@@ -170,6 +171,11 @@ auth_refresh_loop() {
 if [[ -n $PGBOUNCER_SECRET_ARNS ]]; then
   command -v aws >/dev/null || fail "PGBOUNCER_SECRET_ARNS is set but the aws CLI is not installed (the image's awscli package)"
   command -v jq >/dev/null || fail "PGBOUNCER_SECRET_ARNS is set but jq is not installed (the image's jq package)"
+  for arn in $PGBOUNCER_SECRET_ARNS; do
+    [[ $arn =~ ^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$ ]] \
+      || fail "'$arn' in PGBOUNCER_SECRET_ARNS is not a Secrets Manager secret ARN (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME)"
+  done
+  export AWS_PAGER=""
   status=0
   refresh_auth_file || status=$?
   ((status != 2)) || fail "cannot read the database secrets in PGBOUNCER_SECRET_ARNS (above): check the task role's secretsmanager:GetSecretValue and the route to Secrets Manager"

@@ -522,3 +522,39 @@ fn the_queue_needs_listed_producers_and_well_formed_namespaces() {
     });
     assert_mentions(&v.problem, &["twice"]);
 }
+
+// [rotation]
+
+#[test]
+fn rotation_schedules_secrets_manager_cannot_run_are_refused() {
+    for schedule in [
+        "rate(1 hour)",
+        "rate(3 hours)",
+        "rate(10 minutes)",
+        "rate(0 days)",
+        "rate(1000 days)",
+        "rate(30 day)",
+        "rate(1 days)",
+        "rate(thirty days)",
+        "every 30 days",
+        "cron(0 3 * * ?)",
+    ] {
+        let v = only_violation(Rule::Rotation, |c| c.rotation.schedule = schedule.into());
+        assert_mentions(&v.problem, &["rotation.schedule", schedule]);
+        assert_eq!(v.fix, "set rotation.schedule = \"rate(30 days)\"");
+    }
+}
+
+#[test]
+fn rotation_schedules_secrets_manager_accepts_pass() {
+    for schedule in [
+        "rate(4 hours)",
+        "rate(1 day)",
+        "rate(30 days)",
+        "rate(999 days)",
+        "cron(0 3 ? * SUN *)",
+    ] {
+        let violations = violations_after(|c| c.rotation.schedule = schedule.into());
+        assert!(violations.is_empty(), "{schedule}: {violations:#?}");
+    }
+}

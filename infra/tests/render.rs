@@ -266,16 +266,18 @@ fn template_deploys_what_the_design_promises() {
     let container =
         &resource(&t, "PgBouncerTaskDefinition")["Properties"]["ContainerDefinitions"][0];
     let secrets = container["Secrets"].as_sequence().unwrap();
-    let passwords = secrets
-        .iter()
-        .filter(|s| {
-            s["Name"]
-                .as_str()
-                .unwrap()
-                .starts_with("PGBOUNCER_PASSWORD_")
-        })
-        .count();
-    assert_eq!(passwords, 3, "one password per role");
+    assert!(
+        secrets.iter().all(|s| !s["Name"]
+            .as_str()
+            .unwrap()
+            .starts_with("PGBOUNCER_PASSWORD_")),
+        "PgBouncer reads the role secrets itself (PGBOUNCER_SECRET_ARNS), not through ECS Secrets"
+    );
+    assert_eq!(
+        secrets.len(),
+        2,
+        "ECS Secrets carry only PgBouncer's TLS certificate and key"
+    );
     let env_names: Vec<&str> = container["Environment"]
         .as_sequence()
         .unwrap()
@@ -558,4 +560,190 @@ fn the_queue_namespace_allow_list_is_an_ingest_variable() {
     let mut config = committed_config();
     config.queue.namespaces = vec!["acme".into(), "globex".into()];
     assert_eq!(ingest_env(&template(&config)).as_str(), Some("acme,globex"));
+}
+
+/// A template's value as a string for substring checks.
+fn yaml_text(v: &Value) -> String {
+    serde_norway::to_string(v).unwrap()
+}
+
+#[test]
+fn each_role_secret_is_rotated_with_alternating_users_on_the_kit_toml_schedule() {
+    let mut config = committed_config();
+    assert!(config.rotation.enabled, "the committed kit.toml rotates");
+    config.rotation.schedule = "rate(7 days)".into();
+    let t = template(&config);
+    let transforms: Vec<&str> = t["Transform"]
+        .as_sequence()
+        .expect("a list of transforms")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        transforms,
+        [
+            "AWS::Serverless-2016-10-31",
+            "AWS::SecretsManager-2024-09-16"
+        ]
+    );
+    assert_eq!(
+        t["Parameters"]["DatabaseMasterSecretArn"]["Type"].as_str(),
+        Some("String")
+    );
+    for (name, f) in config.functions() {
+        let secret_id = format!("{}DatabaseSecret", name.logical_id());
+        let schedule = resource(&t, &format!("{secret_id}Rotation"));
+        assert_eq!(
+            schedule["Type"].as_str(),
+            Some("AWS::SecretsManager::RotationSchedule")
+        );
+        let props = &schedule["Properties"];
+        assert_eq!(props["SecretId"]["Ref"].as_str(), Some(secret_id.as_str()));
+        let hosted = &props["HostedRotationLambda"];
+        assert_eq!(hosted["RotationType"].as_str(), Some("PostgreSQLMultiUser"));
+        assert_eq!(
+            hosted["MasterSecretArn"]["Ref"].as_str(),
+            Some("DatabaseMasterSecretArn")
+        );
+        assert_eq!(
+            hosted["VpcSubnetIds"]["Fn::Join"][1]["Ref"].as_str(),
+            Some("SubnetIds")
+        );
+        assert_eq!(
+            hosted["VpcSecurityGroupIds"]["Fn::GetAtt"][0].as_str(),
+            Some("RotationSecurityGroup")
+        );
+        assert_eq!(
+            props["RotationRules"]["ScheduleExpression"].as_str(),
+            Some("rate(7 days)")
+        );
+        assert_eq!(props["RotateImmediatelyOnUpdate"].as_bool(), Some(false));
+        // The secret is in the RDS shape the rotation function needs: the database's own
+        // host and port, and the master secret's ARN.
+        let body = resource(&t, &secret_id)["Properties"]["GenerateSecretString"]
+            ["SecretStringTemplate"]["Fn::Sub"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for part in [
+            "\"engine\":\"postgres\"".to_owned(),
+            format!("\"username\":\"{}\"", f.db_role),
+            "\"host\":\"${DatabaseHost}\"".to_owned(),
+            "\"port\":${DatabasePort}".to_owned(),
+            "\"dbname\":\"${DatabaseName}\"".to_owned(),
+            "\"masterarn\":\"${DatabaseMasterSecretArn}\"".to_owned(),
+        ] {
+            assert!(body.contains(&part), "{part} missing from {body}");
+        }
+    }
+    // The rotation function reaches PostgreSQL through its own security group.
+    let ingress = &resource(&t, "DatabaseFromRotationIngress")["Properties"];
+    assert_eq!(
+        ingress["GroupId"]["Ref"].as_str(),
+        Some("DatabaseSecurityGroupId")
+    );
+
+    config.rotation.enabled = false;
+    let t = template(&config);
+    assert_eq!(t["Transform"].as_str(), Some("AWS::Serverless-2016-10-31"));
+    assert!(t["Parameters"]["DatabaseMasterSecretArn"].is_null());
+    let text = yaml_text(&t);
+    assert!(!text.contains("RotationSchedule"), "{text}");
+    assert!(!text.contains("masterarn"), "{text}");
+}
+
+#[test]
+fn every_function_reaches_the_database_through_the_pgbouncer_override() {
+    let config = committed_config();
+    let t = template(&config);
+    for (name, _) in config.functions() {
+        let id = format!("{}Function", name.logical_id());
+        let env = &resource(&t, &id)["Properties"]["Environment"]["Variables"];
+        // The name PgBouncer's certificate is issued for (verify-full), which the
+        // private hosted zone points at the NLB.
+        assert_eq!(
+            env["DATABASE_PROXY_HOST"].as_str(),
+            Some(config.tls.pgbouncer_hostname.as_str()),
+            "{id}"
+        );
+        assert_eq!(
+            env["DATABASE_PROXY_PORT"].as_str(),
+            Some(config.pgbouncer.port.to_string().as_str()),
+            "{id}"
+        );
+    }
+}
+
+#[test]
+fn the_template_holds_secret_arns_never_secret_values() {
+    let config = committed_config();
+    let text = render::render_template(&config).unwrap();
+    let t = template(&config);
+    // No literal secret value anywhere: secrets are generated, and nothing passes a
+    // password by value (no SecretString, no PASSWORD variable, no ECS Secrets).
+    for forbidden in ["\"password\"", "PASSWORD", "MasterUserPassword"] {
+        assert!(!text.contains(forbidden), "{forbidden} in the template");
+    }
+    assert!(
+        !text
+            .lines()
+            .any(|line| line.trim_start().starts_with("SecretString:")),
+        "a secret value is written into the template"
+    );
+    for (name, _) in config.functions() {
+        let secret = &resource(&t, &format!("{}DatabaseSecret", name.logical_id()))["Properties"];
+        assert_eq!(
+            secret["GenerateSecretString"]["GenerateStringKey"].as_str(),
+            Some("password")
+        );
+    }
+    // PgBouncer gets the ARNs and reads them with its task role, limited to the three
+    // secrets; the execution role reads none.
+    let container =
+        &resource(&t, "PgBouncerTaskDefinition")["Properties"]["ContainerDefinitions"][0];
+    let arns = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|e| e["Name"].as_str() == Some("PGBOUNCER_SECRET_ARNS"))
+        .expect("PGBOUNCER_SECRET_ARNS");
+    let refs: Vec<&str> = arns["Value"]["Fn::Join"][1]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["Ref"].as_str())
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            "IngestDatabaseSecret",
+            "SearchDatabaseSecret",
+            "PurgeDatabaseSecret"
+        ]
+    );
+    let task_role = &resource(&t, "PgBouncerTaskRole")["Properties"];
+    let statement = &task_role["Policies"][0]["PolicyDocument"]["Statement"];
+    assert_eq!(statement.as_sequence().unwrap().len(), 1);
+    assert_eq!(
+        statement[0]["Action"].as_str(),
+        Some("secretsmanager:GetSecretValue")
+    );
+    let resources: Vec<&str> = statement[0]["Resource"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["Ref"].as_str())
+        .collect();
+    assert_eq!(resources, refs);
+    // The execution role reads only PgBouncer's TLS secret (ECS injects its certificate
+    // and key); never a role's password.
+    let execution_role = &resource(&t, "PgBouncerExecutionRole")["Properties"];
+    let statement = &execution_role["Policies"][0]["PolicyDocument"]["Statement"];
+    let resources: Vec<&str> = statement[0]["Resource"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["Ref"].as_str())
+        .collect();
+    assert_eq!(resources, ["PgBouncerTlsSecretArn"]);
 }

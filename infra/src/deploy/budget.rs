@@ -42,6 +42,8 @@ pub enum Rule {
     QueueAccess,
     /// Neither hop may fall back to plaintext; PgBouncer's name must be a DNS name.
     Tls,
+    /// The secrets' rotation schedule (kit.toml `[rotation]`).
+    Rotation,
 }
 
 impl Rule {
@@ -64,6 +66,7 @@ impl Rule {
             Rule::ApiAuth => "api-auth",
             Rule::QueueAccess => "queue-access",
             Rule::Tls => "tls",
+            Rule::Rotation => "rotation",
         }
     }
 }
@@ -112,6 +115,7 @@ pub fn check(config: &KitConfig) -> Vec<Violation> {
     check_api_auth(config, &mut out);
     check_queue_access(config, &mut out);
     check_tls(config, &mut out);
+    check_rotation(config, &mut out);
     out
 }
 
@@ -640,6 +644,68 @@ fn is_valid_schedule(expr: &str) -> bool {
         return n >= 1 && ((n == 1 && singular) || (n > 1 && plural));
     }
     false
+}
+
+/// Secrets Manager's shortest rotation interval: `rate(4 hours)`.
+pub const ROTATION_MIN_HOURS: u32 = 4;
+/// Secrets Manager's longest `rate(N days)`.
+pub const ROTATION_MAX_DAYS: u32 = 999;
+
+/// `[rotation] schedule`: a `rate(N hours)` (N ≥ 4), `rate(N days)` (N ≤ 999) or
+/// `cron(...)` with six fields. Shorter than four hours Secrets Manager refuses it; and a
+/// rotation must not start before the previous one finished and every warm function had a
+/// chance to re-read (each re-reads at most once per 10 s, PgBouncer's auth file every 15 s).
+fn rotation_schedule_problem(expr: &str) -> Option<String> {
+    let inner = |prefix: &str| {
+        expr.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+    };
+    if let Some(cron) = inner("cron(") {
+        return (cron.split_whitespace().count() != 6).then(|| {
+            "a cron expression has six fields (min hour day-of-month month day-of-week year)"
+                .to_owned()
+        });
+    }
+    let Some(rate) = inner("rate(") else {
+        return Some("it is neither rate(...) nor cron(...)".to_owned());
+    };
+    let mut parts = rate.split_whitespace();
+    let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Some("a rate is rate(N hours) or rate(N days)".to_owned());
+    };
+    let Ok(n) = n.parse::<u32>() else {
+        return Some(format!("{n:?} is not a whole number"));
+    };
+    let (min, max) = match unit {
+        "hour" | "hours" => (ROTATION_MIN_HOURS, u32::MAX),
+        "day" | "days" => (1, ROTATION_MAX_DAYS),
+        _ => {
+            return Some(format!(
+                "{unit:?} is not a unit Secrets Manager rotates in (hours or days)"
+            ))
+        }
+    };
+    if n < min || n > max {
+        return Some(format!(
+            "Secrets Manager rotates every {ROTATION_MIN_HOURS} hours at the most often and every \
+             {ROTATION_MAX_DAYS} days at the least"
+        ));
+    }
+    if (n == 1) == unit.ends_with('s') {
+        return Some("write rate(1 day), or the plural for N > 1 (rate(30 days))".to_owned());
+    }
+    None
+}
+
+fn check_rotation(config: &KitConfig, out: &mut Vec<Violation>) {
+    let rotation = &config.rotation;
+    if let Some(why) = rotation_schedule_problem(&rotation.schedule) {
+        out.push(Violation::new(
+            Rule::Rotation,
+            format!("rotation.schedule is {:?}: {why}", rotation.schedule),
+            "set rotation.schedule = \"rate(30 days)\"",
+        ));
+    }
 }
 
 fn check_choices(config: &KitConfig, out: &mut Vec<Violation>) {

@@ -41,6 +41,9 @@ pub struct KitConfig {
     /// TLS on both hops (functions → PgBouncer → PostgreSQL); verify-full when omitted.
     #[serde(default)]
     pub tls: Tls,
+    /// Secrets Manager's alternating-users rotation of the three roles' secrets.
+    #[serde(default)]
+    pub rotation: Rotation,
 }
 
 /// Account-level facts the template has to respect.
@@ -307,6 +310,31 @@ pub struct Schedule {
     pub expression: String,
     /// `RETENTION_DAYS`: the default retention when a namespace has no override.
     pub retention_days: u32,
+}
+
+/// Rotation of the functions' secrets with Secrets Manager's hosted `PostgreSQLMultiUser`
+/// function (alternating users: `R` and `R_clone`; docs/security-rotation.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// Render a `RotationSchedule` per secret (and the `DatabaseMasterSecretArn` parameter).
+    pub enabled: bool,
+    /// The schedule's `ScheduleExpression`: `rate(N days)` or `cron(...)` (UTC).
+    #[serde(default = "default_rotation_schedule")]
+    pub schedule: String,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            schedule: default_rotation_schedule(),
+        }
+    }
+}
+
+fn default_rotation_schedule() -> String {
+    "rate(30 days)".to_owned()
 }
 
 impl KitConfig {

@@ -2,8 +2,11 @@
 //!
 //! Locally a function gets `DATABASE_URL`. On AWS the SAM template gives it
 //! `DATABASE_SECRET_ARN` instead: a Secrets Manager secret holding RDS-style JSON,
-//! `{"engine":"postgres","username":…,"password":…,"host":…,"port":6432,"dbname":…}`,
-//! whose host and port are PgBouncer's load balancer. [`resolve_database_url`] turns that
+//! `{"engine":"postgres","username":…,"password":…,"host":…,"port":5432,"dbname":…}`,
+//! whose host and port are the database's own (Secrets Manager's rotation function logs in
+//! there). The template also sets `DATABASE_PROXY_HOST` and `DATABASE_PROXY_PORT`, the
+//! PgBouncer tier's load balancer: when set, the URL connects there instead of to the
+//! secret's host and port ([`ProxyEndpoint`]). [`resolve_database_url`] turns that
 //! secret into a `postgres://` URL at cold start, so that `storage::Config` never has to
 //! know where the URL came from (and [`SecretSource`] reads it again after a rotation, see
 //! below):
@@ -62,7 +65,7 @@ pub use reread::{
     RereadError, SecretSource, DATABASE_LOGIN_WAIT_MS, DATABASE_SECRET_REREAD_INTERVAL_MS,
     DEFAULT_LOGIN_WAIT, DEFAULT_REREAD_INTERVAL,
 };
-pub use secret::DatabaseSecret;
+pub use secret::{DatabaseSecret, ProxyEndpoint, DATABASE_PROXY_HOST, DATABASE_PROXY_PORT};
 
 /// The SDK crates, re-exported so callers (and tests) configure the same versions.
 pub use aws_config;
@@ -133,9 +136,11 @@ impl Environment {
             match (&login_arn, &client) {
                 (Some(arn), Some(client)) => {
                     let (interval, login_wait) = reread_settings(&lookup, arn)?;
-                    let url = fetch_database_url(client, arn).await?;
+                    let proxy = ProxyEndpoint::from_lookup(&lookup, arn)?;
+                    let url = fetch_database_url_via(client, arn, proxy.as_ref()).await?;
                     let source =
-                        SecretSource::new(client.clone(), arn.clone(), interval, login_wait);
+                        SecretSource::new(client.clone(), arn.clone(), interval, login_wait)
+                            .with_proxy(proxy);
                     Ok((Some(url), Some(Arc::new(source))))
                 }
                 _ => Ok((None, None)),
@@ -217,9 +222,12 @@ pub async fn resolve_database_url_with(
     let Some(secret_arn) = secret_to_fetch(&lookup) else {
         return Ok(None);
     };
+    let proxy = ProxyEndpoint::from_lookup(&lookup, &secret_arn)?;
     let config = loader.load().await;
     let client = Client::new(&config);
-    fetch_database_url(&client, &secret_arn).await.map(Some)
+    fetch_database_url_via(&client, &secret_arn, proxy.as_ref())
+        .await
+        .map(Some)
 }
 
 /// `aws_config::defaults(BehaviorVersion::latest())` with this crate's HTTPS client (rustls
@@ -250,8 +258,26 @@ pub async fn fetch_database_url(
     client: &Client,
     secret_arn: &str,
 ) -> Result<String, CredentialsError> {
+    fetch_database_url_via(client, secret_arn, None).await
+}
+
+/// [`fetch_database_url`], connecting to `proxy` (`DATABASE_PROXY_HOST`/`_PORT`, the
+/// PgBouncer endpoint) instead of the secret's host and port when there is one.
+pub async fn fetch_database_url_via(
+    client: &Client,
+    secret_arn: &str,
+    proxy: Option<&ProxyEndpoint>,
+) -> Result<String, CredentialsError> {
     let secret = fetch_database_secret(client, secret_arn).await?;
-    Ok(secret.database_url())
+    if let Some(proxy) = proxy {
+        tracing::info!(
+            secret_arn,
+            proxy_host = %proxy.host,
+            proxy_port = proxy.port,
+            "connecting through DATABASE_PROXY_HOST:DATABASE_PROXY_PORT instead of the secret's host"
+        );
+    }
+    Ok(secret.database_url_via(proxy))
 }
 
 /// Reads and parses the secret `secret_arn` with `client`.

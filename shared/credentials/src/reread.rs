@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::Client;
 use tokio::time::Instant;
 
-use crate::{fetch_database_url, CredentialsError};
+use crate::{fetch_database_url_via, CredentialsError, ProxyEndpoint};
 
 /// The variable bounding how often a secret is re-read (milliseconds between two reads).
 pub const DATABASE_SECRET_REREAD_INTERVAL_MS: &str = "DATABASE_SECRET_REREAD_INTERVAL_MS";
@@ -39,6 +39,7 @@ pub struct SecretSource {
     last_reread: Mutex<Option<Instant>>,
     /// Re-reads made (`GetSecretValue` calls after cold start), for logs and tests.
     rereads: AtomicU64,
+    proxy: Option<ProxyEndpoint>,
 }
 
 /// Why the secret was not re-read.
@@ -74,7 +75,14 @@ impl SecretSource {
             login_wait,
             last_reread: Mutex::new(None),
             rereads: AtomicU64::new(0),
+            proxy: None,
         }
+    }
+
+    /// Connects to `proxy` (the PgBouncer endpoint) instead of the secret's host and port.
+    pub fn with_proxy(mut self, proxy: Option<ProxyEndpoint>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// The secret's ARN.
@@ -116,7 +124,7 @@ impl SecretSource {
         }
         let rereads = self.rereads.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(secret_arn = %self.arn, rereads, "re-reading the database secret (the login was refused)");
-        Ok(fetch_database_url(&self.client, &self.arn).await?)
+        Ok(fetch_database_url_via(&self.client, &self.arn, self.proxy.as_ref()).await?)
     }
 }
 

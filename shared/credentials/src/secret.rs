@@ -87,19 +87,90 @@ impl DatabaseSecret {
     /// `postgres://user:password@host:port/dbname`, with the user, password and database name
     /// percent-encoded (sqlx decodes them) and an IPv6 host in brackets.
     pub fn database_url(&self) -> String {
-        let host = if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]", self.host)
+        self.database_url_via(None)
+    }
+
+    /// [`Self::database_url`], but connecting to `proxy` instead of the secret's host and
+    /// port when there is one: the secret names the database (the rotation function logs
+    /// in there), the function reaches it through PgBouncer.
+    pub fn database_url_via(&self, proxy: Option<&ProxyEndpoint>) -> String {
+        let (host, port) = match proxy {
+            Some(proxy) => (proxy.host.as_str(), proxy.port),
+            None => (self.host.as_str(), self.port),
+        };
+        let host = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]")
         } else {
-            self.host.clone()
+            host.to_owned()
         };
         format!(
             "postgres://{}:{}@{}:{}/{}",
             utf8_percent_encode(&self.username, COMPONENT),
             utf8_percent_encode(&self.password, COMPONENT),
             host,
-            self.port,
+            port,
             utf8_percent_encode(&self.dbname, COMPONENT),
         )
+    }
+}
+
+/// The variable naming the host the functions connect to instead of the secret's (the
+/// PgBouncer tier's load balancer).
+pub const DATABASE_PROXY_HOST: &str = "DATABASE_PROXY_HOST";
+/// The port that goes with [`DATABASE_PROXY_HOST`] (PgBouncer's).
+pub const DATABASE_PROXY_PORT: &str = "DATABASE_PROXY_PORT";
+
+/// Where to connect instead of the secret's `host` and `port`: the template sets
+/// `DATABASE_PROXY_HOST` and `DATABASE_PROXY_PORT` to the PgBouncer endpoint, while the
+/// secret keeps the database's own endpoint in the standard RDS shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ProxyEndpoint {
+    /// The override through `lookup`: `None` when neither variable is set (blank counts as
+    /// unset); an error when only one is, or the port is not a port. `arn` only goes into
+    /// errors.
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+        arn: &str,
+    ) -> Result<Option<Self>, CredentialsError> {
+        let read = |name| lookup(name).filter(|value| !value.trim().is_empty());
+        let setting = |name, value: Option<String>, expected| CredentialsError::Setting {
+            arn: arn.to_owned(),
+            name,
+            value: value.unwrap_or_default(),
+            expected,
+        };
+        match (read(DATABASE_PROXY_HOST), read(DATABASE_PROXY_PORT)) {
+            (None, None) => Ok(None),
+            (Some(host), Some(port)) => {
+                let parsed = port.trim().parse::<u16>().ok().filter(|&p| p != 0);
+                let Some(port) = parsed else {
+                    return Err(setting(
+                        DATABASE_PROXY_PORT,
+                        Some(port),
+                        "a port number from 1 to 65535 (PgBouncer's, e.g. 6432)",
+                    ));
+                };
+                Ok(Some(Self {
+                    host: host.trim().to_owned(),
+                    port,
+                }))
+            }
+            (Some(_), None) => Err(setting(
+                DATABASE_PROXY_PORT,
+                None,
+                "set together with DATABASE_PROXY_HOST: PgBouncer's port, e.g. 6432",
+            )),
+            (None, Some(port)) => Err(setting(
+                DATABASE_PROXY_HOST,
+                Some(port),
+                "set together with DATABASE_PROXY_PORT: PgBouncer's host (the load balancer's DNS name)",
+            )),
+        }
     }
 }
 
@@ -258,6 +329,66 @@ mod tests {
             assert_eq!(host, "db.internal", "{url}");
             assert_eq!(port, 6432, "{url}");
             assert_eq!(dbname, "kit db/1", "{url}");
+        }
+    }
+
+    #[test]
+    fn the_proxy_override_wins_over_the_secrets_host_and_port() {
+        let mut rds = DatabaseSecret::parse(ARN, &rds_json("s3cret")).unwrap();
+        rds.host = "kit.cluster-abc.eu-west-1.rds.amazonaws.com".into();
+        rds.port = 5432;
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            }
+        };
+        let proxy = ProxyEndpoint::from_lookup(
+            &env(&[
+                (DATABASE_PROXY_HOST, " pgbouncer-nlb.elb.amazonaws.com "),
+                (DATABASE_PROXY_PORT, "6432"),
+            ]),
+            ARN,
+        )
+        .unwrap();
+        assert_eq!(
+            rds.database_url_via(proxy.as_ref()),
+            "postgres://kit_ingest:s3cret@pgbouncer-nlb.elb.amazonaws.com:6432/kit"
+        );
+        // Without it (blank counts as unset), the secret's own host and port.
+        let none = ProxyEndpoint::from_lookup(&env(&[(DATABASE_PROXY_HOST, " ")]), ARN).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(
+            rds.database_url_via(none.as_ref()),
+            "postgres://kit_ingest:s3cret@kit.cluster-abc.eu-west-1.rds.amazonaws.com:5432/kit"
+        );
+        assert_eq!(rds.database_url(), rds.database_url_via(None));
+        // One without the other, or a port that is not one, is an error naming the variable.
+        for (pairs, name) in [
+            (&[(DATABASE_PROXY_HOST, "h")][..], DATABASE_PROXY_PORT),
+            (&[(DATABASE_PROXY_PORT, "6432")][..], DATABASE_PROXY_HOST),
+            (
+                &[(DATABASE_PROXY_HOST, "h"), (DATABASE_PROXY_PORT, "0")][..],
+                DATABASE_PROXY_PORT,
+            ),
+        ] {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let lookup = move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.clone())
+            };
+            let error = ProxyEndpoint::from_lookup(&lookup, ARN).unwrap_err();
+            assert!(
+                matches!(&error, CredentialsError::Setting { name: named, .. } if *named == name),
+                "{error:?}"
+            );
         }
     }
 

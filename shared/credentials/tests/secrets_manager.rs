@@ -171,3 +171,52 @@ async fn https_endpoints_get_verified_tls() {
     assert!(message.contains(&arn), "{message}");
     assert!(message.to_lowercase().contains("certificate"), "{message}");
 }
+
+#[tokio::test]
+async fn the_proxy_override_replaces_the_secrets_database_endpoint_at_cold_start_and_on_reread() {
+    let moto = Moto::start();
+    // The standard RDS shape: the secret names the database itself (the rotation logs in
+    // there); the function must connect to PgBouncer.
+    let arn = moto
+        .create_string_secret(
+            "kit/search-proxy",
+            &rds_secret_json("kit_search", "pw1", "kit.cluster.example", 5432, "kit"),
+        )
+        .await;
+    let proxy = [
+        (
+            credentials::DATABASE_PROXY_HOST,
+            "pgbouncer.internal.example",
+        ),
+        (credentials::DATABASE_PROXY_PORT, "6432"),
+    ];
+    let through_pgbouncer = "postgres://kit_search:pw1@pgbouncer.internal.example:6432/kit";
+
+    let url = resolve_database_url_with(function_env(&arn, &proxy), moto.loader())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(url, through_pgbouncer);
+    let direct = resolve_database_url_with(function_env(&arn, &[]), moto.loader())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        direct,
+        "postgres://kit_search:pw1@kit.cluster.example:5432/kit"
+    );
+
+    let mut map = HashMap::from([(DATABASE_SECRET_ARN.to_owned(), arn.clone())]);
+    map.extend(
+        proxy
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let env =
+        credentials::Environment::load_with(move |name| map.get(name).cloned(), moto.loader())
+            .await
+            .unwrap();
+    assert_eq!(env.get(DATABASE_URL).as_deref(), Some(through_pgbouncer));
+    let reread = env.secret_source().unwrap().reread().await.unwrap();
+    assert_eq!(reread, through_pgbouncer, "the re-read keeps the override");
+}

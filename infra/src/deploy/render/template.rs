@@ -138,12 +138,6 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
         "login_wait_ms",
         login_wait_ms(p.server_login_retry_s).to_string(),
     );
-    let users: Vec<&str> = config
-        .functions()
-        .iter()
-        .map(|(_, f)| f.db_role.as_str())
-        .collect();
-    v.insert("pgbouncer_users", yaml_str(&users.join(" ")));
 
     let tls = &config.tls;
     v.insert("tls_client_sslmode", yaml_str(tls.client_sslmode.as_str()));
@@ -152,9 +146,12 @@ pub fn render_template(config: &KitConfig) -> Result<String, RenderError> {
     v.insert("tls_pgbouncer_hostname", yaml_str(&tls.pgbouncer_hostname));
     v.insert("tls_hosted_zone", yaml_str(tls.hosted_zone()));
 
+    v.insert("transform", transform(config));
+    v.insert("rotation_parameters", rotation_parameters(config));
     v.insert("secrets", secrets(config));
+    v.insert("rotation", rotation(config));
     v.insert("secret_refs", secret_refs());
-    v.insert("pgbouncer_secrets", pgbouncer_secrets(config));
+    v.insert("secret_ref_list", secret_ref_list());
     v.insert("secret_outputs", secret_outputs());
     v.insert("function_alarms", function_alarms());
 
@@ -323,13 +320,55 @@ fn secret_id(name: FunctionName) -> String {
     format!("{}DatabaseSecret", name.logical_id())
 }
 
+/// SAM's transform, and Secrets Manager's for `HostedRotationLambda` when rotation is on.
+/// CloudFormation applies them in this order.
+fn transform(config: &KitConfig) -> String {
+    if config.rotation.enabled {
+        "Transform:\n  - AWS::Serverless-2016-10-31\n  - AWS::SecretsManager-2024-09-16\n"
+            .to_owned()
+    } else {
+        "Transform: AWS::Serverless-2016-10-31\n".to_owned()
+    }
+}
+
+/// The master secret the rotation function logs in with, when rotation is on.
+fn rotation_parameters(config: &KitConfig) -> String {
+    if !config.rotation.enabled {
+        return String::new();
+    }
+    "  DatabaseMasterSecretArn:
+    Type: String
+    AllowedPattern: ^arn:aws[a-z-]*:secretsmanager:.+
+    Description: >-
+      The ARN of the secret with the database's master (rds_superuser) login, e.g. the one
+      RDS manages for the instance or cluster (MasterUserSecret). Secrets Manager's
+      rotation function logs in with it to set the roles' new passwords; its host must be
+      DatabaseHost.
+"
+    .to_owned()
+}
+
 fn secrets(config: &KitConfig) -> String {
     let mut out = String::new();
+    let rotation = config.rotation.enabled;
     for (name, f) in config.functions() {
+        let masterarn = if rotation {
+            r#","masterarn":"${DatabaseMasterSecretArn}""#
+        } else {
+            ""
+        };
         let body = format!(
-            r#"{{"engine":"postgres","username":"{}","host":"{}","port":{},"dbname":"${{DatabaseName}}"}}"#,
-            f.db_role, config.tls.pgbouncer_hostname, config.pgbouncer.port
+            r#"{{"engine":"postgres","username":"{}","host":"${{DatabaseHost}}","port":${{DatabasePort}},"dbname":"${{DatabaseName}}"{masterarn}}}"#,
+            f.db_role
         );
+        let rotation_skip = if rotation {
+            String::new()
+        } else {
+            "          - id: CKV2_AWS_57
+            comment: Rotation is off in kit.toml ([rotation] enabled = false); rotate by hand as docs/security-rotation.md describes (the functions re-read the secret when their login is refused).
+"
+            .to_owned()
+        };
         let _ = write!(
             out,
             "  {id}:
@@ -338,11 +377,9 @@ fn secrets(config: &KitConfig) -> String {
       checkov:
         skip:
           - id: CKV_AWS_149
-            comment: Encrypted with the AWS managed key for Secrets Manager; set KmsKeyId here if your organisation requires a customer managed key (then grant kms:Decrypt to the function and the PgBouncer execution role).
-          - id: CKV2_AWS_57
-            comment: The AWS rotation functions require the secret's host to be the database's, and this secret's host is the PgBouncer endpoint; rotate with alternating users as docs/security-rotation.md describes (the functions re-read the secret when their login is refused).
-    Properties:
-      Description: Login of the {role} role, used by the {name} function through PgBouncer (host and port are the PgBouncer endpoint).
+            comment: Encrypted with the AWS managed key for Secrets Manager; set KmsKeyId here if your organisation requires a customer managed key (then grant kms:Decrypt to the function, the PgBouncer task role and the rotation function).
+{rotation_skip}    Properties:
+      Description: Login of the {role} role for the {name} function, in the RDS shape (host and port are the database's; the function connects through PgBouncer).
       GenerateSecretString:
         SecretStringTemplate:
           Fn::Sub: {body}
@@ -359,6 +396,92 @@ fn secrets(config: &KitConfig) -> String {
     out
 }
 
+/// Characters the rotation function leaves out of new passwords: every ASCII punctuation
+/// mark, like `ExcludePunctuation` for the first one (the passwords travel in URLs and in
+/// PgBouncer's auth file).
+const ROTATION_EXCLUDE_CHARACTERS: &str = r##"!"#$%&'()*+,-./:;<=>?@[\]^_`{|}~"##;
+
+/// One `RotationSchedule` per secret, with Secrets Manager's hosted alternating-users
+/// function, in the functions' subnets and its own security group (to PostgreSQL and
+/// Secrets Manager only).
+fn rotation(config: &KitConfig) -> String {
+    if !config.rotation.enabled {
+        return String::new();
+    }
+    let mut out = String::from(
+        "  RotationSecurityGroup:
+    Type: AWS::EC2::SecurityGroup
+    Properties:
+      GroupDescription: Secrets Manager rotation functions (to PostgreSQL and AWS APIs only)
+      VpcId:
+        Ref: VpcId
+      SecurityGroupEgress:
+        - Description: PostgreSQL (the rotation logs in as the master user to set passwords)
+          IpProtocol: tcp
+          FromPort:
+            Ref: DatabasePort
+          ToPort:
+            Ref: DatabasePort
+          DestinationSecurityGroupId:
+            Ref: DatabaseSecurityGroupId
+        - Description: AWS APIs (Secrets Manager) through a NAT gateway or VPC endpoints
+          IpProtocol: tcp
+          FromPort: 443
+          ToPort: 443
+          CidrIp: 0.0.0.0/0
+
+  DatabaseFromRotationIngress:
+    Type: AWS::EC2::SecurityGroupIngress
+    Properties:
+      Description: kit secrets rotation functions
+      GroupId:
+        Ref: DatabaseSecurityGroupId
+      IpProtocol: tcp
+      FromPort:
+        Ref: DatabasePort
+      ToPort:
+        Ref: DatabasePort
+      SourceSecurityGroupId:
+        Fn::GetAtt: [RotationSecurityGroup, GroupId]
+
+",
+    );
+    for name in FunctionName::ALL {
+        let _ = write!(
+            out,
+            "  {id}Rotation:
+    Type: AWS::SecretsManager::RotationSchedule
+    DependsOn:
+      - DatabaseFromRotationIngress
+    Properties:
+      SecretId:
+        Ref: {id}
+      HostedRotationLambda:
+        RotationType: PostgreSQLMultiUser
+        MasterSecretArn:
+          Ref: DatabaseMasterSecretArn
+        ExcludeCharacters: {exclude}
+        VpcSubnetIds:
+          Fn::Join:
+            - \",\"
+            - Ref: SubnetIds
+        VpcSecurityGroupIds:
+          Fn::GetAtt: [RotationSecurityGroup, GroupId]
+      # The first rotation waits for the schedule: the roles are created after the
+      # deploy, from the secrets' first passwords (docs/deploy.md).
+      RotateImmediatelyOnUpdate: false
+      RotationRules:
+        ScheduleExpression: {schedule}
+
+",
+            id = secret_id(name),
+            exclude = yaml_single(ROTATION_EXCLUDE_CHARACTERS),
+            schedule = yaml_str(&config.rotation.schedule),
+        );
+    }
+    out
+}
+
 fn secret_refs() -> String {
     FunctionName::ALL
         .iter()
@@ -366,25 +489,18 @@ fn secret_refs() -> String {
         .collect()
 }
 
-fn pgbouncer_secrets(config: &KitConfig) -> String {
+/// The secrets' ARNs as a YAML list item of `Fn::Join`'s arguments.
+fn secret_ref_list() -> String {
     let mut out = String::new();
-    for (name, f) in config.functions() {
-        let _ = write!(
-            out,
-            "            - Name: {env}
-              ValueFrom:
-                Fn::Sub: {value}
-",
-            env = password_env(&f.db_role),
-            value = yaml_str(&format!("${{{}}}:password::", secret_id(name))),
-        );
+    for (i, name) in FunctionName::ALL.iter().enumerate() {
+        let lead = if i == 0 {
+            "                  - - "
+        } else {
+            "                    - "
+        };
+        let _ = writeln!(out, "{lead}Ref: {}", secret_id(*name));
     }
     out
-}
-
-/// The environment variable the entrypoint reads a role's password from.
-pub fn password_env(role: &str) -> String {
-    format!("PGBOUNCER_PASSWORD_{}", role.to_ascii_uppercase())
 }
 
 fn secret_outputs() -> String {
@@ -461,10 +577,5 @@ mod tests {
     fn functions_wait_out_pgbouncers_login_retry() {
         assert_eq!(login_wait_ms(5), 7_000);
         assert_eq!(login_wait_ms(0), 2_000);
-    }
-
-    #[test]
-    fn password_env_names_the_role() {
-        assert_eq!(password_env("kit_search"), "PGBOUNCER_PASSWORD_KIT_SEARCH");
     }
 }

@@ -80,8 +80,9 @@ step() { printf '==> %s\n' "$*"; }
 fail() { printf 'stack: %s\n' "$*" >&2; exit 1; }
 
 # Closes the lock's descriptor: a daemon inheriting it would hold the lock for its whole life.
+# From /: the checkout may be a folder that OS user cannot enter (psql would say so).
 as_db_user() {
-  if [[ $EUID -eq 0 ]]; then runuser -u "$DB_OS_USER" -- "$@" 9>&-; else "$@" 9>&-; fi
+  if [[ $EUID -eq 0 ]]; then (cd / && runuser -u "$DB_OS_USER" -- "$@" 9>&-); else "$@" 9>&-; fi
 }
 
 # A directory owned by the OS user the servers run as.

@@ -49,6 +49,9 @@ run() {
 }
 
 run make -C "$clone" up
+if grep -q "could not change directory" "$log"; then
+  fail "a tool running as the database's OS user complained about the private checkout: $(grep "could not change directory" "$log" | head -n 1)"
+fi
 [[ $(stat -c %a "$home") == 700 ]] || fail "the private folder's mode changed to $(stat -c %a "$home")"
 
 cluster="$(cd "$clone" && scripts/stack.sh dir)"

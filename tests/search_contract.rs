@@ -1,4 +1,4 @@
-//! The search API's contract (DESIGN.md, "Contract: the search API") against the real
+//! The search API's contract (docs/search.md, docs/openapi.yaml) against the real
 //! stack: PostgreSQL + pgvector through PgBouncer in transaction pooling, driven with
 //! API Gateway v1/v2 and Function URL event JSON through the real handler.
 //!
@@ -361,7 +361,7 @@ async fn filtered_searches_use_the_hnsw_index_and_rare_matches_still_fill_k() {
         .collect();
     let ids = seed_rows(&t, "default", &vectors, &metadata).await.unwrap();
     assert_eq!((0..ROWS).filter(|i| rare(*i)).count(), ROWS / 100);
-    // Fresh bulk loads need statistics before the planner trusts the index (DESIGN.md).
+    // Fresh bulk loads need statistics before the planner trusts the index (docs/search.md).
     t.analyze().await.unwrap();
     // Row-level security hides column statistics from operators that are not leakproof
     // (every jsonb operator) and keeps their conditions off the GIN index, so with it
@@ -1553,13 +1553,17 @@ async fn real_responses_match_the_openapi_document() {
     let example =
         &doc["paths"]["/search"]["post"]["requestBody"]["content"]["application/json"]["example"];
     assert_valid(&request_schema, example, "the documented example");
-    let design_example = json!({
+    let contract_example = json!({
         "namespace": "acme", "vector": [0.01, 0.02], "k": 10,
         "filter": {"lang": "en", "year": {"$gte": 2024},
                    "$or": [{"source": "faq"}, {"source": {"$in": ["kb", "docs"]}}]},
         "max_distance": 0.35, "include": ["metadata", "content"], "ef_search": 100
     });
-    assert_valid(&request_schema, &design_example, "DESIGN.md's example");
+    assert_valid(
+        &request_schema,
+        &contract_example,
+        "the contract's full example",
+    );
     assert!(!request_schema.is_valid(&json!({"vector": [1], "vectr": 1})));
     assert!(!request_schema.is_valid(&json!({"vector": [1], "filter": {"a": {"$regex": "x"}}})));
     assert!(!request_schema.is_valid(&json!({"vector": [1], "filter": {"$nor": []}})));

@@ -77,7 +77,7 @@ impl TestDb {
     }
 
     /// `ANALYZE embeddings` over a direct connection: after a bulk load the planner
-    /// needs statistics before it trusts the HNSW index (see DESIGN.md).
+    /// needs statistics before it trusts the HNSW index (docs/search.md).
     pub async fn analyze(&self) -> anyhow::Result<()> {
         let admin = self.admin_pool().await?;
         sqlx::query("ANALYZE embeddings").execute(&admin).await?;

@@ -1,6 +1,6 @@
 //! The invariants `kit check` enforces on a [`KitConfig`].
 //!
-//! The five contract invariants (DESIGN.md, "Contract: configuration") come
+//! The five contract invariants (docs/capacity.md, the connection budget) come
 //! first; AWS and PostgreSQL limits that are cheap to know follow. Each
 //! violation carries the numbers involved and the smallest single change that
 //! fixes it.

@@ -6,9 +6,6 @@
 //!
 //! Needs the stack (`make test`) and moto (scripts/install-moto.sh).
 
-#[path = "../shared/credentials/tests/support/mod.rs"]
-mod moto;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,12 +16,12 @@ use kit_tests::corpus::{clustered, DIMS};
 use kit_tests::events::{
     context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
 };
+use kit_tests::moto::{rds_secret_json, Moto};
 use kit_tests::pgbouncer_console;
 use kit_tests::roles::{sync_pgbouncer_auth_file, TestRole};
 use kit_tests::{stack_ca, TestDb};
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
-use moto::{rds_secret_json, Moto};
 use search::{Limits, Search};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;

@@ -9,6 +9,7 @@
 
 pub mod corpus;
 pub mod events;
+pub mod moto;
 pub mod proxy;
 pub mod roles;
 pub mod search_corpus;

@@ -3,14 +3,12 @@
 //!
 //! Needs moto: run scripts/install-moto.sh.
 
-mod support;
-
 use std::collections::HashMap;
 
 use credentials::{
     resolve_database_ca_with, CredentialsError, DATABASE_CA_SECRET_ARN, DATABASE_SSLROOTCERT,
 };
-use support::{Moto, REGION};
+use kit_tests::moto::{Moto, REGION};
 
 const CA_PEM: &str =
     "-----BEGIN CERTIFICATE-----\nMIIBfTCCASOgAwIBAgIU\n-----END CERTIFICATE-----\n";

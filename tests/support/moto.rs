@@ -3,8 +3,6 @@
 //! Each [`Moto`] is its own `moto_server` process on a free 127.0.0.1 port, killed when the
 //! guard drops (also when the test panics), so tests share nothing and run in any order.
 
-#![allow(dead_code)] // each test binary uses its own part of this module
-
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -61,7 +59,8 @@ impl Moto {
         // A free port can be taken by someone else between our probe and moto's bind: retry.
         for _ in 0..3 {
             let port = free_port();
-            let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("moto-{port}.log"));
+            let log =
+                std::env::temp_dir().join(format!("kit-moto-{}-{port}.log", std::process::id()));
             let output = File::create(&log).expect("create the moto log file");
             let mut command = Command::new(&binary);
             command.args(["-H", "127.0.0.1", "-p", &port.to_string()]);

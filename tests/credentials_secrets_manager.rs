@@ -3,13 +3,11 @@
 //!
 //! Needs moto: run scripts/install-moto.sh. Each test starts its own moto server.
 
-mod support;
-
 use std::collections::HashMap;
 
 use credentials::{resolve_database_url_with, CredentialsError, DATABASE_SECRET_ARN, DATABASE_URL};
+use kit_tests::moto::{rds_secret_json, Moto, REGION};
 use percent_encoding::percent_decode_str;
-use support::{rds_secret_json, Moto, REGION};
 
 /// The environment a deployed function sees: only DATABASE_SECRET_ARN (plus `extra`).
 fn function_env(arn: &str, extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

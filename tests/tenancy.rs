@@ -12,7 +12,7 @@ use kit_tests::TestDb;
 use lambda_http::{Body, Request};
 use search::{handler, Auth, AuthMode, Limits, Search};
 use serde_json::{json, Value};
-use storage::{Namespace, Upsert, Vector, WriteOp};
+use storage::{Function, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
 const MODES: [AuthMode; 4] = [
@@ -59,7 +59,12 @@ async fn tenants() -> Tenants {
 }
 
 fn state(t: &TestDb, mode: AuthMode) -> Search {
-    let mut state = Search::new(&t.config(), Limits::default(), Auth::with_mode(mode)).unwrap();
+    let mut state = Search::new(
+        &t.config_as(Function::Search),
+        Limits::default(),
+        Auth::with_mode(mode),
+    )
+    .unwrap();
     state.emit_metrics = false;
     state
 }
@@ -279,7 +284,7 @@ async fn the_configured_claim_is_the_one_read() {
         _ => None,
     })
     .unwrap();
-    let state = Search::new(&x.t.config(), Limits::default(), auth).unwrap();
+    let state = Search::new(&x.t.config_as(Function::Search), Limits::default(), auth).unwrap();
     let mut event = x.search(Caller::HttpJwt, None, Some(json!("victim")));
     assert_forbidden(
         &call(&state, &event).await,
@@ -322,7 +327,7 @@ fn auth_settings_are_read_once_and_invalid_values_stop_the_cold_start() {
 #[tokio::test]
 async fn ingest_rejects_records_outside_the_queue_allow_list() {
     let t = TestDb::new().await.unwrap();
-    let mut state = Ingest::new(&t.config(), ingest::Limits::default()).unwrap();
+    let mut state = Ingest::new(&t.config_as(Function::Ingest), ingest::Limits::default()).unwrap();
     state.emit_metrics = false;
     state.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
     let v = clustered(3, 1, DIMS, 0.1, 42);

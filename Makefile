@@ -14,9 +14,9 @@ WITH_STACK_ENV = set -a && . "$$(scripts/stack.sh env)" && set +a &&
 deps:
 	scripts/install-deps.sh
 
+# stack.sh up also applies the migrations and the functions' login roles (kit roles apply).
 up: deps
 	scripts/stack.sh up
-	$(WITH_STACK_ENV) cargo run --locked -q -p kit -- migrate up
 
 down:
 	scripts/stack.sh down

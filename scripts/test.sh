@@ -37,13 +37,13 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (warnings denied)"
 cargo clippy --locked -q --workspace --all-targets -- -D warnings
 
+# Also applies the migrations and the functions' login roles, as `make up` does: tests that
+# use the kit database itself find it migrated.
 scripts/stack.sh up
 set -a
 # shellcheck source=/dev/null
 . "$(scripts/stack.sh env)"
 set +a
-# The same schema as after `make up`: tests that use the kit database itself find it migrated.
-cargo run --locked -q -p kit -- migrate up
 cargo test --locked --workspace "$@" 2>&1 | tee "$log"
 
 # After cargo test, which holds the target directory's lock while its tests run. A run narrowed

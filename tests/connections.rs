@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::proxy::Proxy;
-use kit_tests::search_corpus::{nearest_query, seed_rows};
-use kit_tests::{pgbouncer_console, TestDb};
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::proxy::Proxy;
+use kit_support::search_corpus::{nearest_query, seed_rows};
+use kit_support::{pgbouncer_console, TestDb};
 use serde_json::Map;
 use sqlx::Row;
 use storage::{Config, Database, ErrorClass, Function, Namespace, SearchQuery, Upsert, WriteOp};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use credentials::{
     resolve_database_ca_with, CredentialsError, DATABASE_CA_SECRET_ARN, DATABASE_SSLROOTCERT,
 };
-use kit_tests::moto::{Moto, REGION};
+use kit_support::moto::{Moto, REGION};
 
 const CA_PEM: &str =
     "-----BEGIN CERTIFICATE-----\nMIIBfTCCASOgAwIBAgIU\n-----END CERTIFICATE-----\n";

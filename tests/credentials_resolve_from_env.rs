@@ -5,7 +5,7 @@
 //! This binary holds a single test because it sets process environment variables: no other
 //! test thread can be reading them. Needs moto: run scripts/install-moto.sh.
 
-use kit_tests::moto::{rds_secret_json, Moto, REGION};
+use kit_support::moto::{rds_secret_json, Moto, REGION};
 
 #[tokio::test]
 async fn resolve_database_url_takes_the_aws_settings_from_the_environment() {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use credentials::{resolve_database_url_with, CredentialsError, DATABASE_SECRET_ARN, DATABASE_URL};
-use kit_tests::moto::{rds_secret_json, Moto, REGION};
+use kit_support::moto::{rds_secret_json, Moto, REGION};
 use percent_encoding::percent_decode_str;
 
 /// The environment a deployed function sees: only DATABASE_SECRET_ARN (plus `extra`).

@@ -3,11 +3,11 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ingest::{handler, Ingest, Limits};
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::events::{
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::{
     context_with_deadline, sqs_event_json, upsert_body, FIFO_QUEUE, STANDARD_QUEUE,
 };
-use kit_tests::TestDb;
+use kit_support::TestDb;
 use lambda_runtime::LambdaEvent;
 use serde_json::{json, Value};
 use sqlx::Row;

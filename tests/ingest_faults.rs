@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ingest::{handler, BatchReport, Ingest, Limits, Reason};
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::events::{context_with_deadline, sqs_event_json, upsert_body, STANDARD_QUEUE};
-use kit_tests::TestDb;
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::{context_with_deadline, sqs_event_json, upsert_body, STANDARD_QUEUE};
+use kit_support::TestDb;
 use lambda_runtime::LambdaEvent;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -20,7 +20,7 @@ use sqlx::{PgPool, Row};
 use storage::Config;
 use uuid::Uuid;
 
-use kit_tests::proxy::{Proxy, Trip};
+use kit_support::proxy::{Proxy, Trip};
 
 // ---------------------------------------------------------------------------------------
 // Helpers

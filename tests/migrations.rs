@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use kit_tests::TestDb;
+use kit_support::TestDb;
 use sqlx::postgres::PgPoolOptions;
 
 fn schema_dump(url: &str) -> String {

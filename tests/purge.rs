@@ -1,10 +1,10 @@
 //! The purge function against the real stack: retention windows, batches, the lease.
 
 use chrono::{Duration, Utc};
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::events::context_with_deadline;
-use kit_tests::search_corpus::nearest_query;
-use kit_tests::TestDb;
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::context_with_deadline;
+use kit_support::search_corpus::nearest_query;
+use kit_support::TestDb;
 use lambda_runtime::LambdaEvent;
 use purge::{handler, run, Purge, PurgeRequest, Settings};
 use serde_json::json;
@@ -67,8 +67,10 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
         },
     );
 
-    let event: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/example-eventbridge-schedule.json")).unwrap();
+    let event: serde_json::Value = serde_json::from_str(include_str!(
+        "../dev/support/fixtures/example-eventbridge-schedule.json"
+    ))
+    .unwrap();
     let report = handler(&state, LambdaEvent::new(event, context_with_deadline(60.0)))
         .await
         .unwrap();
@@ -195,7 +197,7 @@ fn deadline(seconds: u64) -> tokio::time::Instant {
 #[tokio::test]
 async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff() {
     use aws_lambda_events::event::sqs::SqsEvent;
-    use kit_tests::events::{sqs_event_json, STANDARD_QUEUE};
+    use kit_support::events::{sqs_event_json, STANDARD_QUEUE};
 
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 1500]).await;
@@ -297,7 +299,7 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
 /// still answers with recall@10 ≥ 0.95 over the rows that remain.
 #[tokio::test]
 async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
-    use kit_tests::corpus::cosine_distance;
+    use kit_support::corpus::cosine_distance;
 
     let t = TestDb::new().await.unwrap();
     let vectors = clustered(2500, 10, DIMS, 0.6, 21);

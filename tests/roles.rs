@@ -4,9 +4,9 @@
 //! its own statement sets as the tenant, in every plan a search can take.
 
 use chrono::Utc;
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::search_corpus::nearest_query;
-use kit_tests::TestDb;
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::search_corpus::nearest_query;
+use kit_support::TestDb;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor, PgConnection};
 use storage::roles::{self, LoginRole, Password, RolesPlan};

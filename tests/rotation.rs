@@ -12,14 +12,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use credentials::{Environment, SecretSource, DATABASE_SECRET_ARN};
 use ingest::Ingest;
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::events::{
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::{
     context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
 };
-use kit_tests::moto::{rds_secret_json, Moto};
-use kit_tests::pgbouncer_console;
-use kit_tests::roles::{sync_pgbouncer_auth_file, TestRole};
-use kit_tests::{stack_ca, TestDb};
+use kit_support::moto::{rds_secret_json, Moto};
+use kit_support::pgbouncer_console;
+use kit_support::roles::{sync_pgbouncer_auth_file, TestRole};
+use kit_support::{stack_ca, TestDb};
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
 use search::{Limits, Search};

@@ -2,13 +2,13 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use ingest::Ingest;
-use kit_tests::corpus::{clustered, cosine_distance, DIMS};
-use kit_tests::events::{
+use kit_support::corpus::{clustered, cosine_distance, DIMS};
+use kit_support::events::{
     context_with_deadline, http_v2_request, rest_v1_request, sqs_event_json, upsert_body,
     STANDARD_QUEUE,
 };
-use kit_tests::search_corpus::nearest_query;
-use kit_tests::TestDb;
+use kit_support::search_corpus::nearest_query;
+use kit_support::TestDb;
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
 use search::{handler, Limits, Search};

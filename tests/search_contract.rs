@@ -13,12 +13,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use kit_tests::corpus::{clustered, cosine_distance, DIMS};
-use kit_tests::events::{http_v2_request, rest_v1_request};
-use kit_tests::search_corpus::{
+use kit_support::corpus::{clustered, cosine_distance, DIMS};
+use kit_support::events::{http_v2_request, rest_v1_request};
+use kit_support::search_corpus::{
     function_url_request, seed_rows, varied_metadata, write_rows, UrlAuth, HOSTILE,
 };
-use kit_tests::TestDb;
+use kit_support::TestDb;
 use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request};
 use rand::rngs::StdRng;

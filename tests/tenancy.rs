@@ -6,9 +6,9 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use ingest::{AllowedNamespaces, Ingest};
-use kit_tests::corpus::{clustered, DIMS};
-use kit_tests::events::{api_request, sqs_event_json, upsert_body, Caller, STANDARD_QUEUE};
-use kit_tests::TestDb;
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::{api_request, sqs_event_json, upsert_body, Caller, STANDARD_QUEUE};
+use kit_support::TestDb;
 use lambda_http::{Body, Request};
 use search::{handler, Auth, AuthMode, Limits, Search};
 use serde_json::{json, Value};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kit_tests::{pgbouncer_setting, stack_ca, stack_urls};
+use kit_support::{pgbouncer_setting, stack_ca, stack_urls};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 

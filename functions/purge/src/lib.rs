@@ -263,9 +263,10 @@ mod tests {
 
     #[test]
     fn a_scheduled_event_with_empty_detail_is_a_default_run() {
-        let event: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/eventbridge-schedule.json"))
-                .unwrap();
+        let event: Value = serde_json::from_str(include_str!(
+            "../../../dev/support/fixtures/example-eventbridge-schedule.json"
+        ))
+        .unwrap();
         assert_eq!(parse_request(event).unwrap(), PurgeRequest::default());
     }
 

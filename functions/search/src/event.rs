@@ -147,10 +147,10 @@ mod tests {
     use serde_json::json;
 
     const HTTP_V2: &str =
-        include_str!("../../../tests/fixtures/example-apigw-v2-request-jwt-authorizer.json");
+        include_str!("../../../dev/support/fixtures/example-apigw-v2-request-jwt-authorizer.json");
     const HTTP_V2_PLAIN: &str =
-        include_str!("../../../tests/fixtures/example-apigw-v2-request-no-authorizer.json");
-    const REST_V1: &str = include_str!("../../../tests/fixtures/example-apigw-request.json");
+        include_str!("../../../dev/support/fixtures/example-apigw-v2-request-no-authorizer.json");
+    const REST_V1: &str = include_str!("../../../dev/support/fixtures/example-apigw-request.json");
 
     /// Everything the handler can read of a request (maps in a stable order).
     fn seen(request: &Request) -> String {

@@ -7,14 +7,24 @@ const SQS_EVENT: &str = include_str!("../fixtures/example-sqs-event.json");
 /// An SQS event whose records carry `bodies`, with message ids `m0`, `m1`, ….
 /// `queue_arn` lets a test pick a FIFO queue (ARN ending in `.fifo`).
 pub fn sqs_event_json(bodies: &[String], queue_arn: &str) -> Value {
-    let fixture: Value = serde_json::from_str(SQS_EVENT).expect("fixture parses");
-    let template = fixture["Records"][0].clone();
-    let records: Vec<Value> = bodies
+    let messages: Vec<(String, String)> = bodies
         .iter()
         .enumerate()
-        .map(|(i, body)| {
+        .map(|(i, body)| (format!("m{i}"), body.clone()))
+        .collect();
+    sqs_event_with_ids(&messages, queue_arn)
+}
+
+/// An SQS event whose records carry `messages` (message id, body) from `queue_arn`:
+/// each record is the fixture's with those three fields replaced.
+pub fn sqs_event_with_ids(messages: &[(String, String)], queue_arn: &str) -> Value {
+    let fixture: Value = serde_json::from_str(SQS_EVENT).expect("fixture parses");
+    let template = fixture["Records"][0].clone();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body)| {
             let mut record = template.clone();
-            record["messageId"] = json!(format!("m{i}"));
+            record["messageId"] = json!(id);
             record["body"] = json!(body);
             record["eventSourceARN"] = json!(queue_arn);
             record
@@ -26,7 +36,7 @@ pub fn sqs_event_json(bodies: &[String], queue_arn: &str) -> Value {
 pub const STANDARD_QUEUE: &str = "arn:aws:sqs:us-west-2:123456789012:kit-ingest";
 pub const FIFO_QUEUE: &str = "arn:aws:sqs:us-west-2:123456789012:kit-ingest.fifo";
 
-/// An ingest message body for an upsert.
+/// An ingest message body for an upsert, with `content` "document {id}".
 pub fn upsert_body(
     id: uuid::Uuid,
     namespace: &str,
@@ -34,16 +44,61 @@ pub fn upsert_body(
     metadata: Value,
     version: u64,
 ) -> String {
-    json!({
-        "op": "upsert",
-        "id": id,
-        "namespace": namespace,
-        "embedding": embedding,
-        "content": format!("document {id}"),
-        "metadata": metadata,
-        "version": version,
-    })
-    .to_string()
+    UpsertMessage {
+        id,
+        namespace,
+        embedding,
+        content: Some(&format!("document {id}")),
+        metadata: &metadata,
+        version,
+        created_at: None,
+    }
+    .body()
+}
+
+/// An ingest upsert message (the contract in docs/ingest.md) before it is serialised;
+/// `content` and `created_at` are left out when `None`.
+pub struct UpsertMessage<'a> {
+    pub id: uuid::Uuid,
+    pub namespace: &'a str,
+    pub embedding: &'a [f32],
+    pub content: Option<&'a str>,
+    pub metadata: &'a Value,
+    pub version: u64,
+    /// RFC 3339.
+    pub created_at: Option<&'a str>,
+}
+
+impl UpsertMessage<'_> {
+    /// The message body, as the queue carries it.
+    pub fn body(&self) -> String {
+        let mut body = json!({
+            "op": "upsert",
+            "id": self.id,
+            "namespace": self.namespace,
+            "embedding": self.embedding,
+            "metadata": self.metadata,
+            "version": self.version,
+        });
+        if let Some(content) = self.content {
+            body["content"] = json!(content);
+        }
+        if let Some(created_at) = self.created_at {
+            body["created_at"] = json!(created_at);
+        }
+        body.to_string()
+    }
+}
+
+const EVENTBRIDGE_SCHEDULE: &str = include_str!("../fixtures/example-eventbridge-schedule.json");
+
+/// An EventBridge "Scheduled Event" (the fixture, with a fresh id) carrying `detail`:
+/// `{}` for a scheduled run, or a purge's manual options.
+pub fn scheduled_event(detail: Value) -> Value {
+    let mut event: Value = serde_json::from_str(EVENTBRIDGE_SCHEDULE).expect("fixture parses");
+    event["id"] = json!(uuid::Uuid::new_v4());
+    event["detail"] = detail;
+    event
 }
 
 /// A Lambda context whose deadline is `seconds` from now.

@@ -12,7 +12,11 @@ pub mod events;
 pub mod moto;
 pub mod proxy;
 pub mod roles;
+pub mod scratch;
 pub mod search_corpus;
+pub mod stats;
+pub mod text;
+pub mod url;
 
 use std::time::Duration;
 
@@ -43,17 +47,11 @@ impl TestDb {
     pub async fn with_config(adjust: impl FnOnce(Config) -> Config) -> anyhow::Result<Self> {
         telemetry::init();
         let (app, admin) = stack_urls()?;
-        let template = ensure_template(&admin).await?;
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin
-            .connect()
-            .await
-            .context("connecting to DATABASE_ADMIN_URL")?;
-        create_from_template(&mut conn, &name, &template).await?;
-        conn.close().await.ok();
+        scratch::create_database(&admin, &name).await?;
 
-        let app_url = with_database(&app, &name)?;
-        let admin_url = with_database(&std::env::var("DATABASE_ADMIN_URL")?, &name)?;
+        let app_url = url::with_database(&app, &name)?;
+        let admin_url = url::with_database(&std::env::var("DATABASE_ADMIN_URL")?, &name)?;
         let mut config = Config::from_lookup(|k| (k == "DATABASE_URL").then(|| app_url.clone()))?;
         // Seeding thousands of 1536-d rows into an HNSW index on a busy 2-core CI machine
         // can outlast the 5 s production default; no test depends on that default.
@@ -96,10 +94,11 @@ impl TestDb {
     /// (`SEARCH_DATABASE_URL`, ...; `DATABASE_URL` when it is not set), with this test's
     /// other settings: the one way a test connects as the function it tests.
     pub fn config_as(&self, function: Function) -> Config {
-        let url = Config::for_function(function, |name| std::env::var(name).ok())
+        let function_url = Config::for_function(function, |name| std::env::var(name).ok())
             .map(|c| c.database_url)
             .expect("DATABASE_URL is set (TestDb::new checked)");
-        let url = with_database(&url, &self.name).expect("a database URL with a path");
+        let url =
+            url::with_database(&function_url, &self.name).expect("a database URL with a path");
         self.config.with_url(url)
     }
 
@@ -129,13 +128,7 @@ impl Drop for TestDb {
                 .build();
             if let Ok(runtime) = runtime {
                 runtime.block_on(async move {
-                    if let Ok(mut conn) = admin.connect().await {
-                        let _ = conn
-                            .execute(
-                                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
-                            )
-                            .await;
-                    }
+                    let _ = scratch::drop_database(&admin, &name).await;
                 });
             }
         })
@@ -155,19 +148,6 @@ pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
         .parse()
         .context("DATABASE_ADMIN_URL does not parse")?;
     Ok((app, admin.disable_statement_logging()))
-}
-
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    // The query (sslmode, sslrootcert=/path/to/ca.crt) is kept, and its slashes are not the path's.
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("database URL without a path")?;
-    Ok(if query.is_empty() {
-        format!("{prefix}/{name}")
-    } else {
-        format!("{prefix}/{name}?{query}")
-    })
 }
 
 /// The template holding the current migrations, named by their checksums so a changed

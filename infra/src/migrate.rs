@@ -1,5 +1,8 @@
 //! `kit migrate up|down [N]|status`: the embedded migrations, applied over a direct
-//! (admin) connection, never through PgBouncer.
+//! (admin) connection, never through PgBouncer. `status` prints the list on stdout
+//! (`--json`: one array); everything else reports on stderr.
+
+use std::io::Write as _;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -30,7 +33,11 @@ enum Action {
         steps: Steps,
     },
     /// List migrations and whether each is applied.
-    Status,
+    Status {
+        /// One JSON array on stdout: `[{"version", "description", "applied"}]`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -70,10 +77,26 @@ pub async fn run(args: MigrateArgs) -> anyhow::Result<()> {
                 .context("reverting migrations")?;
             eprintln!("migrations: {reverted} reverted");
         }
-        Action::Status => {
-            for m in migrate::status(&pool).await? {
-                let state = if m.applied { "applied" } else { "pending" };
-                eprintln!("{:04} {:<24} {state}", m.version, m.description);
+        Action::Status { json } => {
+            let migrations = migrate::status(&pool).await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let list: Vec<serde_json::Value> = migrations
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "version": m.version,
+                            "description": m.description,
+                            "applied": m.applied,
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::from(list))?;
+            } else {
+                for m in migrations {
+                    let state = if m.applied { "applied" } else { "pending" };
+                    writeln!(out, "{:04} {:<24} {state}", m.version, m.description)?;
+                }
             }
         }
     }

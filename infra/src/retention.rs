@@ -1,5 +1,8 @@
 //! `kit retention set|unset|list`: the per-namespace retention overrides the purge
-//! function applies (namespaces without one use `RETENTION_DAYS`, default 30).
+//! function applies (namespaces without one use `RETENTION_DAYS`, default 30). `list`
+//! prints the overrides on stdout (`--json`: one array); messages go to stderr.
+
+use std::io::Write as _;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -31,7 +34,11 @@ enum Action {
     /// Remove NAMESPACE's override (it falls back to RETENTION_DAYS).
     Unset { namespace: String },
     /// List every override.
-    List,
+    List {
+        /// One JSON array on stdout: `[{"namespace", "retention_days", "updated_at"}]`.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
@@ -55,20 +62,36 @@ pub async fn run(args: RetentionArgs) -> anyhow::Result<()> {
                 eprintln!("retention: {namespace} had no override");
             }
         }
-        Action::List => {
+        Action::List { json } => {
             let policies = db.list_retention().await?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                let list: Vec<serde_json::Value> = policies
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "namespace": p.namespace,
+                            "retention_days": p.retention_days,
+                            "updated_at": p.updated_at.to_rfc3339(),
+                        })
+                    })
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::from(list))?;
+                return Ok(());
+            }
             if policies.is_empty() {
                 eprintln!(
                     "retention: no overrides; every namespace uses RETENTION_DAYS (default 30)"
                 );
             }
             for p in policies {
-                eprintln!(
+                writeln!(
+                    out,
                     "{:<64} {:>6} days  (set {})",
                     p.namespace,
                     p.retention_days,
                     p.updated_at.format("%Y-%m-%d %H:%M UTC")
-                );
+                )?;
             }
         }
     }

@@ -1,4 +1,6 @@
-//! `kit check`, `kit render`, `kit plan`, `kit build`: the deployment commands.
+//! `kit check`, `kit render`, `kit plan`, `kit build`: the deployment commands. What a
+//! command produces (the check's report, the plan, the build command of a dry run) goes
+//! to stdout; what it did (files written, the build's progress) to stderr.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,11 @@ pub struct PlanArgs {
     /// Transactions per second one PgBouncer instance should carry (measure yours).
     #[arg(long, value_name = "TPS", default_value_t = 2500.0)]
     pub pgbouncer_tps: f64,
+    /// The plan as one JSON object on stdout instead of a kit.toml fragment:
+    /// `{"derived": [{"table", "key", "value", "why"}], "violations": [{"rule", "problem",
+    /// "fix"}]}`, `value` as the TOML value it stands for.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -196,9 +203,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
 pub fn render(args: RenderArgs) -> anyhow::Result<()> {
     let (config, path, root) = load(&args.config)?;
     let violations = budget::check(&config);
-    let mut out = std::io::stdout().lock();
     if !violations.is_empty() {
-        print_violations(&mut out, &violations)?;
+        print_violations(&mut std::io::stderr().lock(), &violations)?;
         if !args.allow_violations {
             bail!(
                 "kit render: {} breaks {} invariant(s); fix them (or pass --allow-violations to render anyway)",
@@ -208,13 +214,14 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         }
     }
     let changed = render::write_all(&config, &root)?;
+    let mut err = std::io::stderr().lock();
     for file in [render::TEMPLATE_PATH, render::PGBOUNCER_INI_PATH] {
         let state = if changed.contains(&file) {
             "wrote"
         } else {
             "unchanged"
         };
-        writeln!(out, "{state} {}", root.join(file).display())?;
+        writeln!(err, "{state} {}", root.join(file).display())?;
     }
     Ok(())
 }
@@ -234,6 +241,16 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
     };
     let plan = plan::plan(&config, &target)?;
     let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", plan_json(&plan)?)?;
+        if !plan.violations.is_empty() {
+            bail!(
+                "kit plan: the planned sizes still break {} invariant(s) (\"violations\")",
+                plan.violations.len()
+            );
+        }
+        return Ok(());
+    }
     write!(out, "{}", plan.fragment())?;
     writeln!(out)?;
     writeln!(out, "# with the rest of {}:", path.display())?;
@@ -252,6 +269,33 @@ pub fn plan(args: PlanArgs) -> anyhow::Result<()> {
         "# every invariant holds: merge the fragment into kit.toml, then run `kit render`"
     )?;
     Ok(())
+}
+
+/// `kit plan --json`: the derived settings (each value as the TOML value it stands for)
+/// and the violations that remain.
+fn plan_json(plan: &plan::Plan) -> anyhow::Result<serde_json::Value> {
+    let derived = plan
+        .derived
+        .iter()
+        .map(|d| {
+            let value: toml::Table =
+                toml::from_str(&format!("value = {}", d.value)).with_context(|| {
+                    format!("{}.{} = {} is not a TOML value", d.table, d.key, d.value)
+                })?;
+            Ok(serde_json::json!({
+                "table": d.table,
+                "key": d.key,
+                "value": value["value"],
+                "why": d.why,
+            }))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let violations: Vec<serde_json::Value> = plan
+        .violations
+        .iter()
+        .map(|v| serde_json::json!({"rule": v.rule.code(), "problem": v.problem, "fix": v.fix}))
+        .collect();
+    Ok(serde_json::json!({"derived": derived, "violations": violations}))
 }
 
 fn budget_lines(config: &KitConfig) -> anyhow::Result<Vec<String>> {
@@ -299,11 +343,12 @@ fn path_with_kit_venv() -> Option<std::ffi::OsString> {
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let (_config, _path, root) = load(&args.config)?;
     let argv = build_command();
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", argv.join(" "))?;
     if args.dry_run {
+        writeln!(std::io::stdout().lock(), "{}", argv.join(" "))?;
         return Ok(());
     }
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{}", argv.join(" "))?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).current_dir(&root);
     if let Some(path) = path_with_kit_venv() {
@@ -329,7 +374,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         bail!("cargo lambda build failed ({status}); its output above says why");
     }
     writeln!(
-        out,
+        err,
         "built: {}",
         FUNCTION_PACKAGES
             .map(|p| format!("target/lambda/{p}/bootstrap"))

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `make demo`: the three functions under the real Lambda runtime emulator, driven end to end.
 # Builds the functions, starts `cargo lambda watch` in the background (log: .kit/log/demo-watch.log),
-# waits until it answers, runs `kit demo` (ingest, searches, purge, summary), and always stops the
+# waits until it answers, runs `kit-dev demo` (ingest, searches, purge, summary), and always stops the
 # emulator and every function process it started. Exits with the demo's status.
 #
 # Needs the stack's settings in the environment (make demo exports .kit/env; by hand:
 # set -a; . .kit/env; set +a). Overridable: KIT_DEMO_PORT (default 9753), KIT_DEMO_RECORDS (2000),
 # KIT_DEMO_NAMESPACE (demo), KIT_DEMO_READY_TIMEOUT (seconds, 300), RETENTION_DAYS (30), RUST_LOG (warn).
-# Extra arguments go to `kit demo` (see `cargo run -p kit -- demo --help`).
+# Extra arguments go to `kit-dev demo` (see `cargo run -p kit-dev -- demo --help`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -46,9 +46,9 @@ fi
 
 # The binaries exactly as `cargo lambda watch` runs them (`cargo run --bin <name>`: one package at a
 # time, so features resolve the same and watch does not rebuild on the first invocation).
-step "build: ${FUNCTIONS[*]} and kit"
+step "build: ${FUNCTIONS[*]} and kit-dev"
 for function in "${FUNCTIONS[@]}"; do cargo build --locked --bin "$function"; done
-cargo build --locked -p kit
+cargo build --locked -p kit-dev
 
 # --- the emulator ------------------------------------------------------------------------
 
@@ -111,5 +111,5 @@ done
 
 step "running the demo"
 # RUST_LIB_BACKTRACE=0: a failed step prints its error chain, not a backtrace (panics still get one).
-RUST_LIB_BACKTRACE=0 cargo run --locked -q -p kit -- demo --address "$ADDRESS" --port "$PORT" --records "$RECORDS" \
+RUST_LIB_BACKTRACE=0 cargo run --locked -q -p kit-dev -- demo --address "$ADDRESS" --port "$PORT" --records "$RECORDS" \
   --namespace "$NAMESPACE" --work-dir .kit/demo --watch-log "$WATCH_LOG" "$@"

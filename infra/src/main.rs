@@ -1,24 +1,23 @@
-//! `kit`: the one command-line entry point of pgvector-lambda-kit.
+//! `kit`: the operator CLI of pgvector-lambda-kit. Data goes to stdout (`--json` where a
+//! script reads it), messages to stderr. The developer tooling (benchmarks, the demo) is
+//! `kit-dev` (`dev/tools`), which this binary does not link.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use kit::deploy::cli as deploy;
 
-mod bench;
-mod demo;
 mod migrate;
 mod retention;
 mod roles;
-mod scratch;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kit",
     version,
-    about = "pgvector-lambda-kit: migrations, deployment model, benchmarks"
+    about = "pgvector-lambda-kit: migrations, login roles, the deployment model (kit.toml)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -43,19 +42,44 @@ enum Command {
     Retention(retention::RetentionArgs),
     /// The functions' login roles and row-level security (`kit roles apply`).
     Roles(roles::RolesArgs),
-    /// Benchmarks: the handler path against raw PostgreSQL, measured in one run.
-    Bench(bench::BenchArgs),
-    /// Drive the running local functions end to end (used by `make demo`).
-    Demo(demo::DemoArgs),
+    /// Moved to `kit-dev bench` (developer tooling).
+    #[command(hide = true)]
+    Bench(Moved),
+    /// Moved to `kit-dev demo` (developer tooling).
+    #[command(hide = true)]
+    Demo(Moved),
+}
+
+/// The arguments of a command that moved, whatever they are.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+struct Moved {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse().command) {
+        Ok(code) => code,
         Err(error) => {
             report(&error);
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Moved {
+    /// `kit bench …` and `kit demo …` were developer tooling inside the operator CLI; an
+    /// old script that still calls them fails (exit code 2) with the command that
+    /// replaces them.
+    fn to_kit_dev(&self, command: &str, profile: &str) -> ExitCode {
+        let args: String = self.args.iter().map(|a| format!(" {a}")).collect();
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "error: `kit {command}` moved to the developer tooling crate: \
+             cargo run --locked {profile}-p kit-dev -- {command}{args}"
+        );
+        ExitCode::from(2)
     }
 }
 
@@ -70,8 +94,8 @@ fn report(error: &anyhow::Error) {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Migrate(args) => runtime()?.block_on(migrate::run(args)),
         Command::Check(args) => deploy::check(args),
         Command::Render(args) => deploy::render(args),
@@ -80,9 +104,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => deploy::build(args),
         Command::Retention(args) => runtime()?.block_on(retention::run(args)),
         Command::Roles(args) => runtime()?.block_on(roles::run(args)),
-        Command::Bench(args) => runtime()?.block_on(bench::run(args)),
-        Command::Demo(args) => runtime()?.block_on(demo::run(args)),
-    }
+        Command::Bench(moved) => return Ok(moved.to_kit_dev("bench", "--release ")),
+        Command::Demo(moved) => return Ok(moved.to_kit_dev("demo", "")),
+    }?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -187,6 +187,35 @@ fn plan_json_is_one_object_with_typed_values() {
     assert_eq!(plan["violations"], serde_json::json!([]));
 }
 
+/// The benchmarks and the demo moved to kit-dev: an old script fails with the command
+/// that replaces its call, and `kit --help` no longer offers them.
+#[test]
+fn bench_and_demo_name_the_kit_dev_command_that_replaces_them() {
+    let s = Scratch::new("moved");
+    for (args, expected) in [
+        (
+            vec!["bench", "search", "--n", "500", "--json"],
+            "cargo run --locked --release -p kit-dev -- bench search --n 500 --json",
+        ),
+        (
+            vec!["demo", "--records", "10"],
+            "cargo run --locked -p kit-dev -- demo --records 10",
+        ),
+    ] {
+        let out = s.kit(&args);
+        assert_eq!(out.status.code(), Some(2), "kit {args:?}: {}", text(&out));
+        assert!(out.stdout.is_empty(), "kit {args:?}: {}", text(&out));
+        assert_mentions(&String::from_utf8_lossy(&out.stderr), &[expected]);
+    }
+    let help = s.kit(&["--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("migrate"), "{help}");
+    assert!(
+        !help.contains("bench") && !help.contains("demo"),
+        "kit --help still offers the tooling:\n{help}"
+    );
+}
+
 #[test]
 fn build_runs_cargo_lambda_for_the_three_functions() {
     let s = Scratch::new("build");

@@ -14,7 +14,6 @@
 //! behind PgBouncer in transaction pooling, where a session-level `SET` would leak
 //! to whichever client gets the server connection next.
 
-pub mod bulk;
 mod config;
 mod credentials;
 mod error;

@@ -1,15 +1,15 @@
-//! Bulk loading with `COPY … FROM STDIN (FORMAT BINARY)`: the fastest way PostgreSQL
-//! takes rows, and the baseline `kit bench ingest` measures the handler path against.
+//! The baseline `kit-dev bench ingest` measures the handler path against: rows streamed
+//! with `COPY … FROM STDIN (FORMAT BINARY)`, the fastest way PostgreSQL takes them
+//! (pgvector-rust keeps its binary loader in an example, not in the library, too).
 //!
 //! No versions are honoured and no duplicates resolved here: COPY inserts, and a key
-//! that already exists fails the whole COPY. Use it to load an empty table (backfills,
-//! benchmarks), never as a substitute for [`Database::write_batch`](crate::Database::write_batch).
+//! that already exists fails the whole COPY. It loads an empty table for the benchmark;
+//! the product writes only through `Database::write_batch`.
 
+use anyhow::bail;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-
-use crate::records::Upsert;
-use crate::StorageError;
+use storage::Upsert;
 
 /// Rows are sent in chunks of about this many bytes.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -17,7 +17,7 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Streams `rows` into `embeddings` with one binary COPY on `conn` (a direct connection
 /// is fastest; PgBouncer in transaction pooling passes COPY through too). `updated_at` is
 /// the time of the call for every row. Returns the number of rows copied.
-pub async fn copy_binary(conn: &mut PgConnection, rows: &[Upsert]) -> Result<u64, StorageError> {
+pub async fn copy_binary(conn: &mut PgConnection, rows: &[Upsert]) -> anyhow::Result<u64> {
     let updated_at = Utc::now();
     let mut copy = conn.copy_in_raw(sql::COPY).await?;
     let mut buf = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
@@ -49,11 +49,7 @@ fn encode_trailer(buf: &mut Vec<u8>) {
 }
 
 /// One tuple, in the column order of [`sql::COPY`].
-fn encode_row(
-    buf: &mut Vec<u8>,
-    row: &Upsert,
-    updated_at: DateTime<Utc>,
-) -> Result<(), StorageError> {
+fn encode_row(buf: &mut Vec<u8>, row: &Upsert, updated_at: DateTime<Utc>) -> anyhow::Result<()> {
     buf.extend_from_slice(&8i16.to_be_bytes());
     field(buf, row.namespace.as_str().as_bytes())?;
     field(buf, row.id.as_bytes())?;
@@ -69,29 +65,28 @@ fn encode_row(
     Ok(())
 }
 
-fn field(buf: &mut Vec<u8>, bytes: &[u8]) -> Result<(), StorageError> {
+fn field(buf: &mut Vec<u8>, bytes: &[u8]) -> anyhow::Result<()> {
     buf.extend_from_slice(&field_len(bytes.len())?.to_be_bytes());
     buf.extend_from_slice(bytes);
     Ok(())
 }
 
-fn field_len(len: usize) -> Result<i32, StorageError> {
-    i32::try_from(len).map_err(|_| {
-        StorageError::Schema(format!(
-            "a COPY field of {len} bytes exceeds PostgreSQL's 1 GB field limit"
-        ))
-    })
+fn field_len(len: usize) -> anyhow::Result<i32> {
+    match i32::try_from(len) {
+        Ok(len) => Ok(len),
+        Err(_) => bail!("a COPY field of {len} bytes exceeds PostgreSQL's 1 GB field limit"),
+    }
 }
 
 /// pgvector's binary `vector`: int16 dimensions, int16 unused (0), then each value as a
 /// big-endian float4.
-fn vector_field(buf: &mut Vec<u8>, values: &[f32]) -> Result<(), StorageError> {
-    let dims = u16::try_from(values.len()).map_err(|_| {
-        StorageError::Schema(format!(
+fn vector_field(buf: &mut Vec<u8>, values: &[f32]) -> anyhow::Result<()> {
+    let Ok(dims) = u16::try_from(values.len()) else {
+        bail!(
             "a vector of {} dimensions exceeds pgvector's limit",
             values.len()
-        ))
-    })?;
+        );
+    };
     buf.extend_from_slice(&field_len(4 + 4 * values.len())?.to_be_bytes());
     buf.extend_from_slice(&dims.to_be_bytes());
     buf.extend_from_slice(&0u16.to_be_bytes());
@@ -105,12 +100,11 @@ fn vector_field(buf: &mut Vec<u8>, values: &[f32]) -> Result<(), StorageError> {
 fn jsonb_field(
     buf: &mut Vec<u8>,
     value: &serde_json::Map<String, serde_json::Value>,
-) -> Result<(), StorageError> {
+) -> anyhow::Result<()> {
     let length_at = buf.len();
     buf.extend_from_slice(&0i32.to_be_bytes());
     buf.push(1);
-    serde_json::to_writer(&mut *buf, value)
-        .map_err(|e| StorageError::Schema(format!("metadata does not serialise: {e}")))?;
+    serde_json::to_writer(&mut *buf, value)?;
     let len = field_len(buf.len() - length_at - 4)?;
     buf[length_at..length_at + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
@@ -131,8 +125,7 @@ mod sql {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::Namespace;
-    use pgvector::Vector;
+    use storage::{Namespace, Vector};
     use uuid::Uuid;
 
     #[test]

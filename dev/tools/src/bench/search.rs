@@ -1,4 +1,4 @@
-//! `kit bench search`: queries through the real search handler against the same
+//! `kit-dev bench search`: queries through the real search handler against the same
 //! statement as raw SQL, in one run, on a fresh database (migrated, HNSW index present).
 //!
 //! - load: `--n` synthetic unit vectors (the schema's dimensions) around `--clusters`
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Args;
+use kit_support::stats::{all_millis, percentile};
+use kit_support::{corpus, events, scratch, url};
 use lambda_http::Body;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -39,6 +41,8 @@ use storage::{
     search_statement, Config, Database, Namespace, SearchQuery, Upsert, Vector, WriteOp,
 };
 use uuid::Uuid;
+
+use super::Stack;
 
 #[derive(Debug, Args)]
 pub struct SearchBenchArgs {
@@ -113,19 +117,22 @@ pub async fn run(args: SearchBenchArgs) -> anyhow::Result<()> {
         .database_url
         .clone()
         .or_else(|| std::env::var("DATABASE_URL").ok());
-    let (app_url, admin_url, admin) =
-        crate::scratch::stack_connections(database_url, args.admin_url.clone())?;
+    let Stack {
+        app_url,
+        admin_url,
+        admin,
+    } = Stack::from_args(database_url, args.admin_url.clone())?;
     let name = format!(
         "kit_bench_search_{}",
         &Uuid::new_v4().simple().to_string()[..8]
     );
 
     let outcome = async {
-        crate::scratch::create_migrated_database(&admin, &name).await?;
+        scratch::create_database(&admin, &name).await?;
         measure(&args, &app_url, &admin_url, &admin, &name).await
     }
     .await;
-    if let Err(error) = crate::scratch::drop_database(&admin, &name).await {
+    if let Err(error) = scratch::drop_database(&admin, &name).await {
         eprintln!("bench: could not drop {name}: {error:#}");
     }
     report(&args, &outcome?)
@@ -178,7 +185,7 @@ async fn measure(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let direct = admin.clone().database(name);
-    let direct_url = crate::scratch::url_with_database(admin_url, name)?;
+    let direct_url = url::with_database(admin_url, name)?;
     let loader = Database::connect_lazy(&Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(direct_url.clone()),
         "DB_STATEMENT_TIMEOUT_MS" => Some("900000".into()),
@@ -208,7 +215,7 @@ async fn measure(
 
     let limits = Limits::from_env()?;
     let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(crate::scratch::url_with_database(app_url, name).ok()?),
+        "DATABASE_URL" => Some(url::with_database(app_url, name).ok()?),
         _ => std::env::var(k).ok(),
     })?;
     // The bench names its namespace in each body, as a local (AUTH_MODE=none) caller.
@@ -239,7 +246,7 @@ async fn measure(
         .map_err(|e| anyhow::anyhow!("the handler's parser refused a query: {}", e.message))?;
     let ef_search = parsed[0].ef_search;
     conn.execute(sql::SESSION_SETTINGS).await?;
-    let events: Vec<String> = bodies.iter().map(|b| http_v2_event(b)).collect();
+    let events: Vec<String> = bodies.iter().map(|b| search_event(b)).collect();
 
     eprintln!(
         "bench: {} warm-up + {} timed queries per path, k = {}, ef_search = {ef_search}",
@@ -289,7 +296,7 @@ async fn measure(
     let mut breakdown = Breakdown::default();
     // The handler's application_name: with another, PgBouncer would set it on the server
     // connection before every statement, and time that instead of the hop.
-    let mut bouncer = crate::scratch::url_with_database(app_url, name)?
+    let mut bouncer = url::with_database(app_url, name)?
         .parse::<PgConnectOptions>()?
         .application_name(storage::APPLICATION_NAME)
         .connect()
@@ -338,7 +345,7 @@ async fn measure(
     for vector in &filtered_queries {
         let exact = corpus.exact(vector, args.k, |i| corpus.groups[i] == 0);
         let body = search_body(vector, args.k, args.ef_search, Some(&filter));
-        let (elapsed, ids) = call_handler(&state, &http_v2_event(&body)).await?;
+        let (elapsed, ids) = call_handler(&state, &search_event(&body)).await?;
         filtered.iterative_latency.push(elapsed);
         filtered.iterative_recall += overlap(&ids, &exact) as f64;
         filtered.iterative_fill += ids.len() as f64;
@@ -444,40 +451,10 @@ fn search_body(vector: &[f32], k: usize, ef_search: Option<u32>, filter: Option<
     body.to_string()
 }
 
-/// An API Gateway HTTP API (payload 2.0) `POST /search` event without an authorizer.
-fn http_v2_event(body: &str) -> String {
-    json!({
-        "version": "2.0",
-        "routeKey": "POST /search",
-        "rawPath": "/search",
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/json",
-            "host": "bench.execute-api.us-east-1.amazonaws.com",
-            "x-forwarded-proto": "https"
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "bench",
-            "http": {
-                "method": "POST",
-                "path": "/search",
-                "protocol": "HTTP/1.1",
-                "sourceIp": "192.0.2.1",
-                "userAgent": "kit-bench"
-            },
-            "requestId": Uuid::new_v4().to_string(),
-            "routeKey": "POST /search",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1_767_225_600_000u64
-        },
-        "body": body,
-        "isBase64Encoded": false
-    })
-    .to_string()
+/// `POST /search` with `body` as an API Gateway HTTP API (payload 2.0) event without an
+/// authorizer: the fixture's shape, as the function's runtime receives it.
+fn search_event(body: &str) -> String {
+    events::http_v2_request("POST", "/search", "", Some(body), None).to_string()
 }
 
 async fn load(db: &Database, corpus: &Corpus) -> anyhow::Result<()> {
@@ -513,10 +490,11 @@ async fn load(db: &Database, corpus: &Corpus) -> anyhow::Result<()> {
 }
 
 fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
-    let (h50, h99) = (percentile(&f.handler, 50.0), percentile(&f.handler, 99.0));
-    let (r50, r99) = (percentile(&f.raw, 50.0), percentile(&f.raw, 99.0));
+    let p = |samples: &[Duration], p: f64| percentile(&all_millis(samples), p);
+    let (h50, h99) = (p(&f.handler, 50.0), p(&f.handler, 99.0));
+    let (r50, r99) = (p(&f.raw, 50.0), p(&f.raw, 99.0));
     let ratio = h50 / r50;
-    let filtered_p50 = percentile(&f.filtered.iterative_latency, 50.0);
+    let filtered_p50 = p(&f.filtered.iterative_latency, 50.0);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -552,10 +530,10 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
         out,
         "  where the handler's time goes (p50): event + body parsing {:.3} ms, storage call \
          through PgBouncer {:.3} ms; one round trip: {:.3} ms through PgBouncer, {:.3} ms direct",
-        percentile(&b.parse, 50.0),
-        percentile(&b.storage, 50.0),
-        percentile(&b.round_trip_pgbouncer, 50.0),
-        percentile(&b.round_trip_direct, 50.0),
+        p(&b.parse, 50.0),
+        p(&b.storage, 50.0),
+        p(&b.round_trip_pgbouncer, 50.0),
+        p(&b.round_trip_direct, 50.0),
     )?;
     writeln!(
         out,
@@ -591,10 +569,10 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
             "recall_at_10": f.recall_handler,
             "raw_recall_at_10": f.recall_raw,
             "breakdown_p50_ms": {
-                "parse": percentile(&b.parse, 50.0),
-                "storage": percentile(&b.storage, 50.0),
-                "round_trip_pgbouncer": percentile(&b.round_trip_pgbouncer, 50.0),
-                "round_trip_direct": percentile(&b.round_trip_direct, 50.0),
+                "parse": p(&b.parse, 50.0),
+                "storage": p(&b.storage, 50.0),
+                "round_trip_pgbouncer": p(&b.round_trip_pgbouncer, 50.0),
+                "round_trip_direct": p(&b.round_trip_direct, 50.0),
             },
             "filtered": {
                 "filter": f.filtered.filter,
@@ -612,17 +590,6 @@ fn report(args: &SearchBenchArgs, f: &Figures) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Nearest-rank percentile in milliseconds.
-fn percentile(samples: &[Duration], p: f64) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * ms.len() as f64).ceil() as usize;
-    ms[rank.clamp(1, ms.len()) - 1]
-}
-
 /// Unit vectors around random centres, with a filter group per row.
 struct Corpus {
     ids: Vec<Uuid>,
@@ -637,9 +604,7 @@ impl Corpus {
     fn generate(args: &SearchBenchArgs, dims: usize, groups: u32) -> Self {
         let mut rng = StdRng::seed_from_u64(args.seed);
         let centres: Vec<Vec<f32>> = (0..args.clusters)
-            .map(|_| {
-                crate::scratch::normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
-            })
+            .map(|_| corpus::random_unit(&mut rng, dims))
             .collect();
         let mut corpus = Self {
             ids: Vec::with_capacity(args.n),
@@ -663,12 +628,7 @@ impl Corpus {
         // Per-dimension noise `spread / sqrt(dims)` keeps the offset's norm near
         // `spread / sqrt(3)` whatever the dimensions (uniform noise has variance 1/3).
         let scale = self.spread / (self.dims as f32).sqrt();
-        crate::scratch::normalize(
-            centre
-                .iter()
-                .map(|c| c + scale * rng.gen_range(-1.0f32..1.0))
-                .collect(),
-        )
+        corpus::near(centre, scale, rng)
     }
 
     /// Fresh points from the same distribution (not members of the corpus).
@@ -679,39 +639,16 @@ impl Corpus {
 
     /// The exact `k` nearest by cosine distance among rows passing `keep`.
     fn exact(&self, query: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<Uuid> {
-        let mut scored: Vec<(f32, Uuid)> = self
-            .vectors
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep(*i))
-            // Unit vectors: cosine distance is 1 - dot product.
-            .map(|(i, v)| (1.0 - dot(query, v), self.ids[i]))
-            .collect();
-        let k = k.min(scored.len());
-        if k == 0 {
-            return Vec::new();
-        }
-        scored.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-        scored.truncate(k);
-        scored.into_iter().map(|(_, id)| id).collect()
+        corpus::exact_nearest(query, &self.vectors, k, keep)
+            .into_iter()
+            .map(|i| self.ids[i])
+            .collect()
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentiles_use_the_nearest_rank() {
-        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&samples, 50.0), 50.0);
-        assert_eq!(percentile(&samples, 99.0), 99.0);
-        assert_eq!(percentile(&samples[..1], 99.0), 1.0);
-    }
 
     #[test]
     fn exact_search_ranks_by_cosine_distance() {
@@ -746,7 +683,7 @@ mod tests {
 
     #[test]
     fn the_event_is_an_http_api_request() {
-        let event = http_v2_event(r#"{"vector":[1]}"#);
+        let event = search_event(r#"{"vector":[1]}"#);
         let request = search::event::request_from_slice(event.as_bytes()).unwrap();
         assert_eq!(request.uri().path(), "/search");
         assert_eq!(request.method(), "POST");

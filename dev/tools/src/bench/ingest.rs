@@ -1,4 +1,4 @@
-//! `kit bench ingest`: the ingest handler path against raw `COPY … (FORMAT BINARY)`, in
+//! `kit-dev bench ingest`: the ingest handler path against raw `COPY … (FORMAT BINARY)`, in
 //! one run, on two fresh identical databases (migrated, HNSW index present).
 //!
 //! - handler: real SQS event JSON, `--batch` records per event, deserialised into an
@@ -9,7 +9,7 @@
 //!   is outside the timed region, and so are opening the connection and reading the
 //!   column's dimensions (a warm execution environment).
 //! - raw COPY: the same records, already in memory as rows, streamed by
-//!   `storage::bulk::copy_binary` over one direct connection (`DATABASE_ADMIN_URL`) in a
+//!   [`copy_binary`] over one direct connection (`DATABASE_ADMIN_URL`) in a
 //!   single COPY. Timed: encoding, streaming and the COPY's completion.
 //!
 //! Both databases are dropped at the end of each round, also when it fails. With
@@ -25,6 +25,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
 use clap::Args;
 use ingest::{handler, Ingest, Limits};
+use kit_support::events::{context_with_deadline, sqs_event_with_ids, UpsertMessage};
+use kit_support::{corpus, scratch, stats, url};
 use lambda_runtime::LambdaEvent;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -33,6 +35,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 use storage::{Config, Namespace, Upsert, Vector};
 use uuid::Uuid;
+
+use super::copy::copy_binary;
+use super::Stack;
+
+/// The queue the synthetic events come from.
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:kit-ingest";
 
 #[derive(Debug, Args)]
 pub struct IngestBenchArgs {
@@ -110,8 +118,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
     );
     ensure!(args.clusters > 0, "--clusters must be at least 1");
     ensure!(args.rounds > 0, "--rounds must be at least 1");
-    let (app_url, _, admin) =
-        crate::scratch::stack_connections(args.database_url.clone(), args.admin_url.clone())?;
+    let stack = Stack::from_args(args.database_url.clone(), args.admin_url.clone())?;
 
     let mut rounds = Vec::with_capacity(args.rounds);
     for round in 0..args.rounds {
@@ -124,7 +131,7 @@ pub async fn run(args: IngestBenchArgs) -> anyhow::Result<()> {
                 if copy_first { "raw COPY" } else { "handler" }
             );
         }
-        rounds.push(one_round(&args, &app_url, &admin, copy_first).await?);
+        rounds.push(one_round(&args, &stack.app_url, &stack.admin, copy_first).await?);
     }
     report(&args, &rounds)
 }
@@ -149,7 +156,7 @@ async fn one_round(
     }
     .await;
     for name in &names {
-        if let Err(error) = crate::scratch::drop_database(admin, name).await {
+        if let Err(error) = scratch::drop_database(admin, name).await {
             eprintln!("bench: could not drop {name}: {error:#}");
         }
     }
@@ -168,7 +175,7 @@ async fn measure(
         "DATABASE_URL" => Some(app_url.to_owned()),
         _ => std::env::var(k).ok(),
     })?;
-    let config = config.with_url(crate::scratch::url_with_database(app_url, handler_db)?);
+    let config = config.with_url(url::with_database(app_url, handler_db)?);
     let mut state = Ingest::new(&config, Limits::from_env()?)?;
     state.emit_metrics = false; // stdout carries the figures
     state.db.health().await.context("reaching DATABASE_URL")?;
@@ -262,7 +269,7 @@ async fn handler_path(
         let cpu_before = on_cpu_ns("self");
         let started = Instant::now();
         let event: SqsEvent = serde_json::from_str(&event_json)?;
-        let response = handler(state, LambdaEvent::new(event, context(120))).await;
+        let response = handler(state, LambdaEvent::new(event, context_with_deadline(120.0))).await;
         timed += started.elapsed();
         if let (Some(total), Some(before), Some(after)) =
             (own_cpu.as_mut(), cpu_before, on_cpu_ns("self"))
@@ -310,7 +317,7 @@ async fn copy_path(
     let backends_before = backends_on_cpu(monitor, database).await?;
     let own_before = on_cpu_ns("self");
     let started = Instant::now();
-    let copied = storage::bulk::copy_binary(conn, &rows).await?;
+    let copied = copy_binary(conn, &rows).await?;
     let elapsed = started.elapsed();
     let own_after = on_cpu_ns("self");
     let backends_after = backends_on_cpu(monitor, database).await?;
@@ -397,23 +404,18 @@ impl Figures {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
+/// The median of one figure over the rounds (nearest rank: a round's own value).
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    stats::median(&values.collect::<Vec<_>>())
 }
 
 fn report(args: &IngestBenchArgs, rounds: &[Figures]) -> anyhow::Result<()> {
     let n = args.n;
     let dims = rounds.first().map_or(0, |r| r.dims);
-    let handler_rate = median(rounds.iter().map(|r| r.handler_rate(n)).collect());
-    let copy_rate = median(rounds.iter().map(|r| r.copy_rate(n)).collect());
-    let ratio = median(rounds.iter().map(|r| r.ratio(n)).collect());
-    let parse_seconds = median(rounds.iter().map(|r| r.parse.as_secs_f64()).collect());
+    let handler_rate = median(rounds.iter().map(|r| r.handler_rate(n)));
+    let copy_rate = median(rounds.iter().map(|r| r.copy_rate(n)));
+    let ratio = median(rounds.iter().map(|r| r.ratio(n)));
+    let parse_seconds = median(rounds.iter().map(|r| r.parse.as_secs_f64()));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -465,7 +467,7 @@ fn report(args: &IngestBenchArgs, rounds: &[Figures]) -> anyhow::Result<()> {
         "  ratio handler ÷ raw COPY: {ratio:.3} (median of rounds; target ≥ 0.9)"
     )?;
     let cpu_ratios: Option<Vec<f64>> = rounds.iter().map(Figures::cpu_ratio).collect();
-    let cpu_ratio = cpu_ratios.map(median);
+    let cpu_ratio = cpu_ratios.map(|ratios| median(ratios.into_iter()));
     if let Some(cpu_ratio) = cpu_ratio {
         writeln!(
             out,
@@ -521,21 +523,18 @@ impl Corpus {
     fn generate(n: usize, dims: usize, clusters: usize, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let centres: Vec<Vec<f32>> = (0..clusters)
-            .map(|_| {
-                crate::scratch::normalize((0..dims).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
-            })
+            .map(|_| corpus::random_unit(&mut rng, dims))
             .collect();
+        // Noise per dimension 0.3 / sqrt(dims): the offset's norm is about 0.17 whatever
+        // the dimensions (uniform noise has variance 1/3).
+        let spread = 0.3 / (dims as f32).sqrt();
         let mut ids = Vec::with_capacity(n);
         let mut vectors = Vec::with_capacity(n);
         let mut members = Vec::with_capacity(n);
         for i in 0..n {
             let cluster = i % clusters;
-            let noisy = centres[cluster]
-                .iter()
-                .map(|c| c + 0.3 * rng.gen_range(-1.0f32..1.0) / (dims as f32).sqrt())
-                .collect();
+            vectors.push(corpus::near(&centres[cluster], spread, &mut rng));
             ids.push(Uuid::from_u128(rng.gen()));
-            vectors.push(crate::scratch::normalize(noisy));
             members.push(cluster);
         }
         Self {
@@ -556,37 +555,22 @@ impl Corpus {
 
     /// One SQS event (the shape Lambda delivers) carrying records `range` as message bodies.
     fn sqs_event_json(&self, range: std::ops::Range<usize>, event: usize) -> String {
-        let records: Vec<Value> = range
+        let created_at = self.created_at.to_rfc3339();
+        let messages: Vec<(String, String)> = range
             .map(|i| {
-                let body = json!({
-                    "op": "upsert",
-                    "id": self.ids[i],
-                    "namespace": "bench",
-                    "embedding": self.vectors[i],
-                    "metadata": self.metadata(i),
-                    "version": 1,
-                    "created_at": self.created_at.to_rfc3339(),
-                })
-                .to_string();
-                json!({
-                    "messageId": format!("{event}-{i}"),
-                    "receiptHandle": "AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a",
-                    "body": body,
-                    "attributes": {
-                        "ApproximateReceiveCount": "1",
-                        "SentTimestamp": "1523232000000",
-                        "SenderId": "123456789012",
-                        "ApproximateFirstReceiveTimestamp": "1523232000001"
-                    },
-                    "messageAttributes": {},
-                    "md5OfBody": "7b270e59b47ff90a553787216d55d91d",
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:kit-ingest",
-                    "awsRegion": "us-east-1"
-                })
+                let body = UpsertMessage {
+                    id: self.ids[i],
+                    namespace: "bench",
+                    embedding: &self.vectors[i],
+                    content: None,
+                    metadata: &self.metadata(i),
+                    version: 1,
+                    created_at: Some(&created_at),
+                };
+                (format!("{event}-{i}"), body.body())
             })
             .collect();
-        json!({ "Records": records }).to_string()
+        sqs_event_with_ids(&messages, QUEUE_ARN).to_string()
     }
 
     /// The same records as the rows COPY takes.
@@ -609,21 +593,13 @@ impl Corpus {
     }
 }
 
-/// A Lambda context whose deadline is `seconds` from now.
-fn context(seconds: u64) -> lambda_runtime::Context {
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = Utc::now().timestamp_millis().max(0) as u64 + seconds * 1000;
-    context.request_id = Uuid::new_v4().to_string();
-    context
-}
-
 async fn create_database(
     admin: &PgConnectOptions,
     name: &str,
     without_hnsw: bool,
 ) -> anyhow::Result<()> {
-    eprintln!("bench: creating and migrating database {name}");
-    crate::scratch::create_migrated_database(admin, name).await?;
+    eprintln!("bench: creating database {name} (the migrated schema)");
+    scratch::create_database(admin, name).await?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect_with(admin.clone().database(name))
@@ -656,25 +632,6 @@ async fn count_rows(admin: &PgConnectOptions, name: &str) -> anyhow::Result<i64>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_point_at_another_database() {
-        assert_eq!(
-            crate::scratch::url_with_database("postgres://u:p@h:6432/kit", "x").unwrap(),
-            "postgres://u:p@h:6432/x"
-        );
-        assert_eq!(
-            crate::scratch::url_with_database("postgres://u:p@h/kit?sslmode=require", "x").unwrap(),
-            "postgres://u:p@h/x?sslmode=require"
-        );
-        assert!(crate::scratch::url_with_database("postgres://h", "x").is_err());
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn the_corpus_is_reproducible_and_normalised() {

@@ -13,6 +13,9 @@ pub mod moto;
 pub mod proxy;
 pub mod roles;
 pub mod search_corpus;
+pub mod stack;
+
+pub use stack::{IngestFn, PurgeFn, Reply, SearchFn, TestStack};
 
 use std::time::Duration;
 
@@ -20,6 +23,9 @@ use anyhow::{bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 use storage::{Config, Database, Function, MIGRATOR};
+
+/// [`TestDb::row_snapshot`]: `(namespace, id) → (version, xmin, updated_at)`.
+pub type RowSnapshot = std::collections::BTreeMap<(String, uuid::Uuid), (i64, String, String)>;
 
 /// A database of its own for one test, reached through PgBouncer like production.
 pub struct TestDb {
@@ -84,6 +90,39 @@ impl TestDb {
         sqlx::query("ANALYZE embeddings").execute(&admin).await?;
         admin.close().await;
         Ok(())
+    }
+
+    /// The rows in `embeddings`, counted as the admin straight from PostgreSQL.
+    pub async fn count_rows(&self) -> anyhow::Result<i64> {
+        let admin = self.admin_pool().await?;
+        let n = sqlx::query_scalar("SELECT count(*) FROM embeddings")
+            .fetch_one(&admin)
+            .await?;
+        admin.close().await;
+        Ok(n)
+    }
+
+    /// Every row as `(namespace, id) → (version, xmin, updated_at)`, read as the admin: a
+    /// write that rewrote a row, even with the same values, changed its `xmin`.
+    pub async fn row_snapshot(&self) -> anyhow::Result<RowSnapshot> {
+        use sqlx::Row;
+        let admin = self.admin_pool().await?;
+        let rows = sqlx::query(
+            "SELECT namespace, id, version, xmin::text AS xmin, updated_at::text AS updated_at
+             FROM embeddings",
+        )
+        .fetch_all(&admin)
+        .await?;
+        admin.close().await;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get("namespace"), r.get("id")),
+                    (r.get("version"), r.get("xmin"), r.get("updated_at")),
+                )
+            })
+            .collect())
     }
 
     /// Storage configuration pointing at this test's database through PgBouncer (the

@@ -3,8 +3,8 @@
 //! The helpers, and `TestStack` (the one way a test talks to a function), are in
 //! `dev/support` (crate `kit-support`).
 //!
-//! Run one area or one test with a filter: `scripts/test.sh -p kit-tests -- tenancy::`,
-//! `cargo test -p kit-tests --test it -- search_contract::openapi`.
+//! Run one area or one test with a filter: `scripts/test.sh -- tenancy::`, or with the
+//! stack's variables set, `cargo test -p kit-tests --test it -- search_contract::openapi`.
 
 mod alone;
 mod connections;

@@ -8,13 +8,17 @@
 //! `.kit/env`. A test connects as the role of the function it tests ([`TestDb::config_as`]).
 
 pub mod corpus;
+pub mod database_url;
 pub mod events;
+pub mod lookup;
 pub mod moto;
 pub mod proxy;
 pub mod roles;
 pub mod search_corpus;
 pub mod stack;
+pub mod text;
 
+pub use database_url::sslrootcert;
 pub use stack::{IngestFn, PurgeFn, Reply, SearchFn, TestStack};
 
 use std::time::Duration;
@@ -23,6 +27,8 @@ use anyhow::{bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 use storage::{Config, Database, Function, MIGRATOR};
+
+use database_url::with_database;
 
 /// [`TestDb::row_snapshot`]: `(namespace, id) → (version, xmin, updated_at)`.
 pub type RowSnapshot = std::collections::BTreeMap<(String, uuid::Uuid), (i64, String, String)>;
@@ -196,19 +202,6 @@ pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
     Ok((app, admin.disable_statement_logging()))
 }
 
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    // The query (sslmode, sslrootcert=/path/to/ca.crt) is kept, and its slashes are not the path's.
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("database URL without a path")?;
-    Ok(if query.is_empty() {
-        format!("{prefix}/{name}")
-    } else {
-        format!("{prefix}/{name}?{query}")
-    })
-}
-
 /// The template holding the current migrations, named by their checksums so a changed
 /// migration gets a fresh template. Created once, under an advisory lock, by whichever
 /// test process gets there first.
@@ -301,18 +294,16 @@ pub async fn pgbouncer_setting(key: &str) -> anyhow::Result<String> {
         .with_context(|| format!("PgBouncer's SHOW CONFIG has no {key}"))
 }
 
-/// The CA file a stack URL verifies its server against (its `sslrootcert`, as
-/// `scripts/stack.sh` writes it), if it names one.
-pub fn sslrootcert(url: &str) -> Option<std::path::PathBuf> {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sslrootcert="))
-        .map(|path| std::path::PathBuf::from(path.replace("%20", " ")))
-}
-
 /// The local stack's CA: what every stack URL verifies against.
 pub fn stack_ca() -> std::path::PathBuf {
     let url = std::env::var("DATABASE_URL").unwrap_or_default();
     sslrootcert(&url).expect("DATABASE_URL names its CA with sslrootcert (scripts/stack.sh)")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind a free port on 127.0.0.1")
 }

@@ -176,6 +176,12 @@ impl SearchFn {
     pub async fn call(&self, event: &Value) -> Reply {
         let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("the event must read ({e}): {event}"));
+        self.handle(request).await
+    }
+
+    /// The handler's answer to a request already read from its event (a test that times
+    /// the two steps apart).
+    pub async fn handle(&self, request: Request) -> Reply {
         let response = search::handler(&self.state, request)
             .await
             .expect("the handler never fails");

@@ -191,15 +191,22 @@ async fn serve(
     }
 }
 
-#[tokio::test]
-async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_request() {
+/// A test database, a login role of the test's own, and a secret in moto holding its
+/// password, named `secret_name`: returns the database, the role, moto and the ARN.
+async fn a_role_behind_a_secret(secret_name: &str) -> (TestDb, TestRole, Moto, String) {
     let t = TestDb::new().await.unwrap();
     let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
+    let role = TestRole::create(&t, &first).await.unwrap();
     let moto = Moto::start();
     let arn = moto
-        .create_string_secret("kit/rotation", &secret_json(&t, &role, &first))
+        .create_string_secret(secret_name, &secret_json(&t, &role, &first))
         .await;
+    (t, role, moto, arn)
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_request() {
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation").await;
     // Two rotations seconds apart: no minimum interval between re-reads here (the
     // interval is the other test's subject).
     let interval = [("DATABASE_SECRET_REREAD_INTERVAL_MS", "0")];
@@ -273,13 +280,7 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
 
 #[tokio::test]
 async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
-    let t = TestDb::new().await.unwrap();
-    let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
-    let moto = Moto::start();
-    let arn = moto
-        .create_string_secret("kit/rotation-wrong", &secret_json(&t, &role, &first))
-        .await;
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation-wrong").await;
     // Re-read at most once a second (the default is 10 s), so the test can fix the secret.
     let interval = [("DATABASE_SECRET_REREAD_INTERVAL_MS", "1000")];
     let search_fn = warm_search(&moto, &arn, &interval).await;
@@ -342,13 +343,7 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
 
 #[tokio::test]
 async fn a_renewed_login_closes_the_connections_of_the_old_one() {
-    let t = TestDb::new().await.unwrap();
-    let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
-    let moto = Moto::start();
-    let arn = moto
-        .create_string_secret("kit/rotation-pool", &secret_json(&t, &role, &first))
-        .await;
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation-pool").await;
     let settings = [("DB_MAX_CONNECTIONS", "2")];
     let search_fn = warm_search(&moto, &arn, &settings).await;
     let vector = clustered(1, 1, DIMS, 0.05, 3).remove(0);

@@ -1,6 +1,9 @@
-//! Shared helpers for the integration tests: a fresh database per test (cloned from a
-//! migrated template), connections through the real PgBouncer, real Lambda event JSON,
-//! and synthetic embeddings.
+//! Dev-only helpers shared by the integration tests (`tests/it`) and the tooling: one copy
+//! of each. [`TestStack`] is a test's own database plus the three functions on it, each
+//! logged in as its own role and invoked with real Lambda event JSON: the way tests talk
+//! to the functions. Beside it: [`TestDb`] (a fresh database per test, cloned from a
+//! migrated template, reached through the real PgBouncer), the AWS sample events
+//! (`events`), corpora, the fault proxy, moto, test login roles and database URLs.
 //!
 //! Tests read `DATABASE_URL` (through PgBouncer, the ingest role), the functions' own
 //! `INGEST_DATABASE_URL`, `SEARCH_DATABASE_URL` and `PURGE_DATABASE_URL`, and

@@ -25,8 +25,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
 use clap::Args;
 use ingest::{handler, Ingest, Limits};
+use kit_support::database_url::with_database;
 use kit_support::events::{context_with_deadline, sqs_event_with_ids, UpsertMessage};
-use kit_support::{corpus, scratch, stats, url};
+use kit_support::{corpus, scratch, stats};
 use lambda_runtime::LambdaEvent;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -175,7 +176,7 @@ async fn measure(
         "DATABASE_URL" => Some(app_url.to_owned()),
         _ => std::env::var(k).ok(),
     })?;
-    let config = config.with_url(url::with_database(app_url, handler_db)?);
+    let config = config.with_url(with_database(app_url, handler_db)?);
     let mut state = Ingest::new(&config, Limits::from_env()?)?;
     state.emit_metrics = false; // stdout carries the figures
     state.db.health().await.context("reaching DATABASE_URL")?;

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use clap::Args;
+use kit_support::database_url::with_database;
 use kit_support::stats::{all_millis, percentile};
-use kit_support::{corpus, events, scratch, url};
+use kit_support::{corpus, events, scratch};
 use lambda_http::Body;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -185,7 +186,7 @@ async fn measure(
     name: &str,
 ) -> anyhow::Result<Figures> {
     let direct = admin.clone().database(name);
-    let direct_url = url::with_database(admin_url, name)?;
+    let direct_url = with_database(admin_url, name)?;
     let loader = Database::connect_lazy(&Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(direct_url.clone()),
         "DB_STATEMENT_TIMEOUT_MS" => Some("900000".into()),
@@ -215,7 +216,7 @@ async fn measure(
 
     let limits = Limits::from_env()?;
     let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url::with_database(app_url, name).ok()?),
+        "DATABASE_URL" => Some(with_database(app_url, name).ok()?),
         _ => std::env::var(k).ok(),
     })?;
     // The bench names its namespace in each body, as a local (AUTH_MODE=none) caller.
@@ -296,7 +297,7 @@ async fn measure(
     let mut breakdown = Breakdown::default();
     // The handler's application_name: with another, PgBouncer would set it on the server
     // connection before every statement, and time that instead of the hop.
-    let mut bouncer = url::with_database(app_url, name)?
+    let mut bouncer = with_database(app_url, name)?
         .parse::<PgConnectOptions>()?
         .application_name(storage::APPLICATION_NAME)
         .connect()

@@ -2,7 +2,7 @@
 //! (through PgBouncer) and an `SqsBatchResponse` out.
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ingest::{handler, Ingest, Limits};
+use ingest::{handler, Settings, State};
 use kit_support::corpus::{clustered, DIMS};
 use kit_support::events::{
     context_with_deadline, sqs_event_json, upsert_body, FIFO_QUEUE, STANDARD_QUEUE,
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 use uuid::Uuid;
 
-async fn invoke(state: &Ingest, bodies: &[String], queue: &str) -> Vec<String> {
+async fn invoke(state: &State, bodies: &[String], queue: &str) -> Vec<String> {
     let event: SqsEvent =
         serde_json::from_value(sqs_event_json(bodies, queue)).expect("valid SQS event");
     let response: SqsBatchResponse =
@@ -27,8 +27,8 @@ async fn invoke(state: &Ingest, bodies: &[String], queue: &str) -> Vec<String> {
         .collect()
 }
 
-fn ingest_state(t: &TestDb) -> Ingest {
-    Ingest::new(&t.config(), Limits::default()).expect("state")
+fn ingest_state(t: &TestDb) -> State {
+    State::new(Settings::new(t.config())).expect("state")
 }
 
 async fn row_count(t: &TestDb) -> i64 {
@@ -239,7 +239,7 @@ async fn an_unreachable_database_reports_every_record_within_the_deadline() {
     let config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let mut state = Ingest::new(&config, Limits::default()).unwrap();
+    let mut state = State::new(Settings::new(config)).unwrap();
     state.reserve = std::time::Duration::from_millis(200);
     let v = clustered(3, 1, DIMS, 0.1, 7);
     let bodies: Vec<String> = v

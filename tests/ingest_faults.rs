@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ingest::{handler, BatchReport, Ingest, Limits, Reason};
+use ingest::{handler, BatchReport, Reason, Settings, State};
 use kit_support::corpus::{clustered, DIMS};
 use kit_support::events::{context_with_deadline, sqs_event_json, upsert_body, STANDARD_QUEUE};
 use kit_support::TestDb;
@@ -51,7 +51,7 @@ fn message_ids(n: usize) -> Vec<String> {
 
 /// Calls the real handler; returns the ids in `batchItemFailures`. The handler must not
 /// fail for anything in these tests.
-async fn deliver(state: &Ingest, bodies: &[Option<String>], deadline_s: f64) -> Vec<String> {
+async fn deliver(state: &State, bodies: &[Option<String>], deadline_s: f64) -> Vec<String> {
     let response: SqsBatchResponse = handler(
         state,
         LambdaEvent::new(event(bodies), context_with_deadline(deadline_s)),
@@ -66,13 +66,13 @@ async fn deliver(state: &Ingest, bodies: &[Option<String>], deadline_s: f64) -> 
 }
 
 /// `ingest::process` (what the handler runs) for the counts the response does not carry.
-async fn process(state: &Ingest, bodies: &[Option<String>], deadline_s: f64) -> BatchReport {
+async fn process(state: &State, bodies: &[Option<String>], deadline_s: f64) -> BatchReport {
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(deadline_s);
     ingest::process(state, &event(bodies).records, deadline).await
 }
 
-fn state_with(config: &Config) -> Ingest {
-    Ingest::new(config, Limits::default()).expect("state")
+fn state_with(config: &Config) -> State {
+    State::new(Settings::new(config.clone())).expect("state")
 }
 
 async fn count_rows(admin: &PgPool) -> i64 {
@@ -206,7 +206,7 @@ fn reset_peak_rss() -> bool {
 async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
     let t = TestDb::new().await.unwrap();
     let mut state = state_with(&t.config());
-    state.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
+    state.settings.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
     let admin = t.admin_pool().await.unwrap();
     let mut stored = 0;
     for seed in [11u64, 12, 13] {
@@ -263,7 +263,7 @@ async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
 async fn repeated_and_concurrent_deliveries_store_each_record_once() {
     let t = TestDb::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
-    let states: Vec<Ingest> = (0..3).map(|_| state_with(&t.config())).collect();
+    let states: Vec<State> = (0..3).map(|_| state_with(&t.config())).collect();
     let (ids, bodies) = valid_batch(200, 21);
     let bodies = some(bodies);
 
@@ -530,7 +530,7 @@ async fn versions_applied_out_of_order_end_in_the_highest() {
 
     // All at once, on separate connections.
     let (_, _, bodies) = run("concurrent", &mut rng);
-    let states: Vec<Ingest> = bodies.iter().map(|_| state_with(&t.config())).collect();
+    let states: Vec<State> = bodies.iter().map(|_| state_with(&t.config())).collect();
     let reports = futures_join_all(
         states
             .iter()
@@ -665,7 +665,7 @@ async fn ten_thousand_records_in_one_batch_are_all_written_in_bounded_memory() {
 
 /// A state reaching PgBouncer through `proxy`, with short timeouts so a dead path turns
 /// into failures well inside the test's deadline.
-fn state_via(t: &TestDb, proxy: &Proxy) -> Ingest {
+fn state_via(t: &TestDb, proxy: &Proxy) -> State {
     let mut config = t.config().with_url(proxy.url(&t.app_url));
     config.acquire_timeout = Duration::from_millis(400);
     let mut state = state_with(&config);

@@ -6,7 +6,7 @@ use kit_support::events::context_with_deadline;
 use kit_support::search_corpus::nearest_query;
 use kit_support::TestDb;
 use lambda_runtime::LambdaEvent;
-use purge::{handler, run, Purge, PurgeRequest, Settings};
+use purge::{handler, run, PurgeRequest, Settings, State};
 use serde_json::json;
 use storage::{Function, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
@@ -46,8 +46,13 @@ async fn ages(t: &TestDb, namespace: &str) -> Vec<i64> {
     .unwrap()
 }
 
-fn purge_state(t: &TestDb, settings: Settings) -> Purge {
-    Purge::new(&t.config_as(Function::Purge), settings).unwrap()
+/// The purge function's settings as if unset, logging in as the purge role.
+fn defaults(t: &TestDb) -> Settings {
+    Settings::new(t.config_as(Function::Purge))
+}
+
+fn purge_state(settings: Settings) -> State {
+    State::new(settings).unwrap()
 }
 
 #[tokio::test]
@@ -59,13 +64,10 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
         .set_retention(&Namespace::parse("shortlived").unwrap(), 7)
         .await
         .unwrap();
-    let state = purge_state(
-        &t,
-        Settings {
-            batch_size: 2,
-            ..Settings::default()
-        },
-    );
+    let state = purge_state(Settings {
+        batch_size: 2,
+        ..defaults(&t)
+    });
 
     let event: serde_json::Value = serde_json::from_str(include_str!(
         "../dev/support/fixtures/example-eventbridge-schedule.json"
@@ -87,7 +89,7 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
 async fn a_dry_run_counts_and_deletes_nothing() {
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10, 40]).await;
-    let state = purge_state(&t, Settings::default());
+    let state = purge_state(defaults(&t));
     let request = PurgeRequest {
         dry_run: true,
         namespace: None,
@@ -109,7 +111,7 @@ async fn a_manual_run_limited_to_one_namespace_leaves_the_others() {
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10]).await;
     seed_aged(&t, "globex", &[1, 10]).await;
-    let state = purge_state(&t, Settings::default());
+    let state = purge_state(defaults(&t));
     let request = PurgeRequest {
         dry_run: false,
         namespace: Some(Namespace::parse("acme").unwrap()),
@@ -134,9 +136,9 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
     let settings = Settings {
         batch_size: 10,
         safety_margin: std::time::Duration::from_secs(5),
-        ..Settings::default()
+        ..defaults(&t)
     };
-    let state = purge_state(&t, settings);
+    let state = purge_state(settings);
     let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(1))
         .await
         .unwrap();
@@ -156,7 +158,7 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
 #[tokio::test]
 async fn a_second_concurrent_run_skips() {
     let t = TestDb::new().await.unwrap();
-    let state = purge_state(&t, Settings::default());
+    let state = purge_state(defaults(&t));
     // Another run holds an unexpired lease.
     assert!(t
         .db_as(Function::Purge)
@@ -179,7 +181,7 @@ async fn an_expired_lease_is_taken_over() {
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() - Duration::seconds(1))
         .await
         .unwrap());
-    let state = purge_state(&t, Settings::default());
+    let state = purge_state(defaults(&t));
     let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(60))
         .await
         .unwrap();
@@ -206,14 +208,11 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
         .fetch_all(&pool)
         .await
         .unwrap();
-    let purge_state = purge_state(
-        &t,
-        Settings {
-            batch_size: 50,
-            ..Settings::default()
-        },
-    );
-    let ingest_state = ingest::Ingest::new(&t.config(), ingest::Limits::default()).unwrap();
+    let purge_state = purge_state(Settings {
+        batch_size: 50,
+        ..defaults(&t)
+    });
+    let ingest_state = ingest::State::new(ingest::Settings::new(t.config())).unwrap();
     let vectors = clustered(40, 4, DIMS, 0.3, 99);
     let started = Utc::now();
 
@@ -323,7 +322,7 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
     for chunk in ops.chunks(500) {
         t.db.write_batch(chunk).await.unwrap();
     }
-    let state = purge_state(&t, Settings::default());
+    let state = purge_state(defaults(&t));
     let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(120))
         .await
         .unwrap();
@@ -369,20 +368,14 @@ async fn two_runs_started_together_one_works_and_one_skips() {
     let t = TestDb::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 1200]).await;
     let (a, b) = (
-        purge_state(
-            &t,
-            Settings {
-                batch_size: 100,
-                ..Settings::default()
-            },
-        ),
-        purge_state(
-            &t,
-            Settings {
-                batch_size: 100,
-                ..Settings::default()
-            },
-        ),
+        purge_state(Settings {
+            batch_size: 100,
+            ..defaults(&t)
+        }),
+        purge_state(Settings {
+            batch_size: 100,
+            ..defaults(&t)
+        }),
     );
     let request = PurgeRequest::default();
     let (ra, rb) = tokio::join!(

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use credentials::{Environment, SecretSource, DATABASE_SECRET_ARN};
-use ingest::Ingest;
 use kit_support::corpus::{clustered, DIMS};
 use kit_support::events::{
     context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
@@ -22,7 +21,7 @@ use kit_support::roles::{sync_pgbouncer_auth_file, TestRole};
 use kit_support::{stack_ca, TestDb};
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
-use search::{Limits, Search};
+use search::{Settings, State};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Row;
@@ -55,22 +54,24 @@ async fn environment(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Environm
         .expect("the secret resolves")
 }
 
-async fn warm_search(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<Search> {
+async fn warm_search(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<State> {
     let env = environment(moto, arn, extra).await;
     let config = storage::Config::from_lookup(|name| env.get(name)).unwrap();
-    let mut state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
+    let mut state = State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(config)
+    })
+    .unwrap();
     state.db.set_credential_source(env.credential_source());
-    state.emit_metrics = false;
     let source = env.secret_source().expect("a secret source").clone();
     Warm { state, source }
 }
 
-async fn warm_ingest(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<Ingest> {
+async fn warm_ingest(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<ingest::State> {
     let env = environment(moto, arn, extra).await;
     let config = storage::Config::from_lookup(|name| env.get(name)).unwrap();
-    let mut state = Ingest::new(&config, ingest::Limits::default()).unwrap();
+    let mut state = ingest::State::new(ingest::Settings::new(config)).unwrap();
     state.db.set_credential_source(env.credential_source());
-    state.emit_metrics = false;
     let source = env.secret_source().expect("a secret source").clone();
     Warm { state, source }
 }
@@ -98,7 +99,7 @@ async fn put_secret(moto: &Moto, arn: &str, value: &str) {
         .expect("put the new secret value into moto");
 }
 
-async fn search(state: &Search, vector: &[f32]) -> (u16, Option<String>, Value) {
+async fn search(state: &State, vector: &[f32]) -> (u16, Option<String>, Value) {
     let body = json!({"namespace": "rot", "vector": vector, "k": 3}).to_string();
     let event = http_v2_request("POST", "/search", "", Some(&body), None);
     let request: Request =
@@ -118,7 +119,7 @@ async fn search(state: &Search, vector: &[f32]) -> (u16, Option<String>, Value) 
 }
 
 /// Ingests one record per vector with the given ids; returns the failed message ids.
-async fn ingest(state: &Ingest, ids: &[Uuid], vectors: &[Vec<f32>]) -> Vec<String> {
+async fn ingest(state: &ingest::State, ids: &[Uuid], vectors: &[Vec<f32>]) -> Vec<String> {
     let bodies: Vec<String> = ids
         .iter()
         .zip(vectors)
@@ -191,8 +192,8 @@ async fn rotate(t: &TestDb, role: &mut TestRole, moto: &Moto, arn: &str) {
 
 /// Every request succeeds: the batch is written whole and each search finds its vector.
 async fn serve(
-    search_fn: &Search,
-    ingest_fn: &Ingest,
+    search_fn: &State,
+    ingest_fn: &ingest::State,
     ids: &[Uuid],
     vectors: &[Vec<f32>],
     search_first: bool,

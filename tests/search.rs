@@ -1,7 +1,6 @@
 //! The search function against the real stack, driven with API Gateway event JSON.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use ingest::Ingest;
 use kit_support::corpus::{clustered, cosine_distance, DIMS};
 use kit_support::events::{
     context_with_deadline, http_v2_request, rest_v1_request, sqs_event_json, upsert_body,
@@ -11,21 +10,20 @@ use kit_support::search_corpus::nearest_query;
 use kit_support::TestDb;
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
-use search::{handler, Limits, Search};
+use search::{handler, Settings, State};
 use serde_json::{json, Value};
 use storage::{Function, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
 use uuid::Uuid;
 
-fn search_state(t: &TestDb) -> Search {
-    Search::new(
-        &t.config_as(Function::Search),
-        Limits::default(),
-        search::Auth::none(),
-    )
+fn search_state(t: &TestDb) -> State {
+    State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(t.config_as(Function::Search))
+    })
     .unwrap()
 }
 
-async fn call(state: &Search, event: Value) -> (u16, Value) {
+async fn call(state: &State, event: Value) -> (u16, Value) {
     let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
         .expect("a valid API Gateway event");
     let response = handler(state, request)
@@ -39,7 +37,7 @@ async fn call(state: &Search, event: Value) -> (u16, Value) {
     (status, body)
 }
 
-async fn post_search(state: &Search, body: Value) -> (u16, Value) {
+async fn post_search(state: &State, body: Value) -> (u16, Value) {
     call(
         state,
         http_v2_request("POST", "/search", "", Some(&body.to_string()), None),
@@ -91,7 +89,7 @@ async fn ingest_then_search_finds_the_inserted_vector_first() {
             )
         })
         .collect();
-    let ingest = Ingest::new(&t.config(), ingest::Limits::default()).unwrap();
+    let ingest = ingest::State::new(ingest::Settings::new(t.config())).unwrap();
     let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
     let response = ingest::handler(
         &ingest,
@@ -404,7 +402,11 @@ async fn a_database_that_is_down_is_503_with_retry_after_quickly() {
     let config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
+    let state = State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(config)
+    })
+    .unwrap();
     let started = std::time::Instant::now();
     let request: Request = search::event::request_from_slice(
         http_v2_request("GET", "/health", "", None, None)

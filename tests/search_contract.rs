@@ -24,7 +24,7 @@ use lambda_http::{Body, Request};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use search::filter::{matches, parse_filter, FilterLimits};
-use search::{handler, Limits, Search};
+use search::{handler, ErrorCode, Limits, Settings, State};
 use serde_json::{json, Map, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
@@ -40,7 +40,7 @@ struct Reply {
     headers: HeaderMap,
 }
 
-async fn call(state: &Search, event: &Value) -> Reply {
+async fn call(state: &State, event: &Value) -> Reply {
     // The runtime's path: the event read as the function's main reads it.
     let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
         .expect("a valid Lambda HTTP event");
@@ -60,7 +60,7 @@ async fn call(state: &Search, event: &Value) -> Reply {
     }
 }
 
-async fn post_search(state: &Search, body: &Value) -> Reply {
+async fn post_search(state: &State, body: &Value) -> Reply {
     call(
         state,
         &http_v2_request("POST", "/search", "", Some(&body.to_string()), None),
@@ -77,12 +77,11 @@ fn result_ids(body: &Value) -> Vec<Uuid> {
         .collect()
 }
 
-fn state_for(t: &TestDb) -> Search {
-    Search::new(
-        &t.config_as(Function::Search),
-        Limits::default(),
-        search::Auth::none(),
-    )
+fn state_for(t: &TestDb) -> State {
+    State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(t.config_as(Function::Search))
+    })
     .unwrap()
 }
 
@@ -568,7 +567,12 @@ async fn hostile_keys_and_values_are_400_or_exact_never_extra_rows_never_500() {
         },
         ..Limits::default()
     };
-    let wide = Search::new(&t.config(), wide_limits, search::Auth::none()).unwrap();
+    let wide = State::new(Settings {
+        limits: wide_limits,
+        auth: search::Auth::none(),
+        ..Settings::new(t.config())
+    })
+    .unwrap();
     let admin = t.admin_pool().await.unwrap();
     let count = || async {
         sqlx::query_scalar::<_, i64>("SELECT count(*) FROM embeddings")
@@ -1072,7 +1076,11 @@ async fn searches_item_reads_and_health_go_to_the_read_replica_when_configured()
 
     let mut config = primary.config();
     config.read_url = Some(replica.app_url.clone());
-    let state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
+    let state = State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(config)
+    })
+    .unwrap();
     let search = json!({"namespace": "acme", "vector": vectors[0], "k": 100});
     let reply = post_search(&state, &search).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -1178,20 +1186,39 @@ fn assert_valid(validator: &jsonschema::Validator, instance: &Value, what: &str)
     );
 }
 
-/// Codes passed to `bad_request("…")` / `not_found("…")` in the function's sources.
+/// The codes named as `ErrorCode::Variant` in the function's sources (outside error.rs,
+/// which names them all), as they read on the wire.
 fn codes_in_sources() -> BTreeSet<String> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../functions/search/src");
+    let by_variant: HashMap<String, &str> = ErrorCode::ALL
+        .iter()
+        .map(|c| (format!("{c:?}"), c.as_str()))
+        .collect();
     let mut codes = BTreeSet::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for call in ["bad_request(", "not_found("] {
-            for (at, _) in text.match_indices(call) {
-                let rest = text[at + call.len()..].trim_start();
-                if let Some(rest) = rest.strip_prefix('"') {
-                    let code = &rest[..rest.find('"').unwrap()];
-                    codes.insert(code.to_owned());
-                }
+    let mut dirs = vec![std::path::PathBuf::from(dir)];
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.ends_with("error.rs") {
+                files.push(path);
             }
+        }
+    }
+    for path in files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for (at, _) in text.match_indices("ErrorCode::") {
+            let rest = &text[at + "ErrorCode::".len()..];
+            let variant: String = rest
+                .chars()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect();
+            let code = by_variant
+                .get(&variant)
+                .unwrap_or_else(|| panic!("ErrorCode::{variant} is not in ErrorCode::ALL"));
+            codes.insert((*code).to_owned());
         }
     }
     codes
@@ -1212,20 +1239,20 @@ async fn real_responses_match_the_openapi_document() {
         .iter()
         .map(|c| c.as_str().unwrap().to_owned())
         .collect();
-    let known: BTreeSet<String> = search::error::CODES
+    let known: BTreeSet<String> = ErrorCode::ALL
         .iter()
-        .map(|(c, _)| c.to_string())
+        .map(|c| c.as_str().to_owned())
         .collect();
     assert_eq!(
         documented, known,
-        "docs/openapi.yaml vs search::error::CODES"
+        "docs/openapi.yaml vs search::ErrorCode::ALL"
     );
     let used = codes_in_sources();
     assert!(
         used.is_subset(&known)
             && used.contains("invalid_filter")
             && used.contains("item_not_found"),
-        "codes in the sources {used:?} vs search::error::CODES"
+        "codes in the sources {used:?} vs search::ErrorCode::ALL"
     );
 
     let t = TestDb::new().await.unwrap();
@@ -1242,7 +1269,11 @@ async fn real_responses_match_the_openapi_document() {
     let down_config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let down = Search::new(&down_config, Limits::default(), search::Auth::none()).unwrap();
+    let down = State::new(Settings {
+        auth: search::Auth::none(),
+        ..Settings::new(down_config)
+    })
+    .unwrap();
     let broken = TestDb::new().await.unwrap();
     let admin = broken.admin_pool().await.unwrap();
     sqlx::query("DROP TABLE embeddings")
@@ -1250,18 +1281,18 @@ async fn real_responses_match_the_openapi_document() {
         .await
         .unwrap();
     let no_schema = state_for(&broken);
-    let small_responses = Search::new(
-        &t.config(),
-        Limits {
+    let small_responses = State::new(Settings {
+        limits: Limits {
             max_response_bytes: 65_536,
             ..Limits::default()
         },
-        search::Auth::none(),
-    )
+        auth: search::Auth::none(),
+        ..Settings::new(t.config())
+    })
     .unwrap();
 
     // (state, event, path template, method, status, code)
-    type Case<'a> = (&'a Search, Value, &'a str, &'a str, u16, Option<&'a str>);
+    type Case<'a> = (&'a State, Value, &'a str, &'a str, u16, Option<&'a str>);
     let cases: Vec<Case> = vec![
         (
             &state,
@@ -1545,7 +1576,10 @@ async fn real_responses_match_the_openapi_document() {
             }
         }
     }
-    assert_eq!(codes_seen, known, "codes exercised vs search::error::CODES");
+    assert_eq!(
+        codes_seen, known,
+        "codes exercised vs search::ErrorCode::ALL"
+    );
 
     // The request schema accepts the contract's example and what the handler accepts.
     let request_schema =
@@ -1583,7 +1617,12 @@ async fn filters_of_empty_groups_are_400_invalid_filter_quickly() {
         max_body_bytes: 6 * 1024 * 1024,
         ..Limits::default()
     };
-    let state = Search::new(&t.config(), limits, search::Auth::none()).unwrap();
+    let state = State::new(Settings {
+        limits,
+        auth: search::Auth::none(),
+        ..Settings::new(t.config())
+    })
+    .unwrap();
     let v = clustered(1, 1, DIMS, 0.3, 131).remove(0);
     // Warm: the connection and the column's dimensions are there before the timing.
     assert_eq!(post_search(&state, &json!({"vector": v})).await.status, 200);
@@ -1656,7 +1695,12 @@ async fn a_filter_whose_sql_would_be_too_long_is_400_invalid_filter() {
     let mut limits = Limits::default();
     limits.filter.max_conditions = 1000;
     limits.filter.max_nodes = 100_000;
-    let state = Search::new(&t.config(), limits, search::Auth::none()).unwrap();
+    let state = State::new(Settings {
+        limits,
+        auth: search::Auth::none(),
+        ..Settings::new(t.config())
+    })
+    .unwrap();
     let ranges = |n: usize| {
         let parts: Vec<Value> = (0..n)
             .map(|i| json!({ format!("k{i}"): {"$gte": "x"} }))
@@ -1688,7 +1732,7 @@ async fn a_filter_whose_sql_would_be_too_long_is_400_invalid_filter() {
 /// What the Lambda runtime sends back for `event`: the handler's response shaped by
 /// lambda_http's adapter for the event's API (the envelope with `statusCode`,
 /// `headers`, `body`, …), serialized as the runtime serializes it.
-async fn lambda_payload(state: &Search, event: &Value) -> Vec<u8> {
+async fn lambda_payload(state: &State, event: &Value) -> Vec<u8> {
     use lambda_http::lambda_runtime::LambdaEvent;
     use lambda_http::{service_fn, Adapter, Service};
     let event: search::event::ApiEvent =
@@ -1794,14 +1838,14 @@ async fn a_response_over_lambdas_payload_limit_is_400_response_too_large() {
         assert!(payload.len() < 4096, "{api}: {} bytes", payload.len());
     }
     // MAX_RESPONSE_BYTES is the setting that decides.
-    let lower = Search::new(
-        &t.config(),
-        Limits {
+    let lower = State::new(Settings {
+        limits: Limits {
             max_response_bytes: 1_000_000,
             ..Limits::default()
         },
-        search::Auth::none(),
-    )
+        auth: search::Auth::none(),
+        ..Settings::new(t.config())
+    })
     .unwrap();
     let reply = call(&lower, &events(&search(8))[0].1).await;
     assert_eq!(reply.status, 400);

@@ -5,12 +5,12 @@
 //! records outside its queue's allow-list.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use ingest::{AllowedNamespaces, Ingest};
+use ingest::AllowedNamespaces;
 use kit_support::corpus::{clustered, DIMS};
 use kit_support::events::{api_request, sqs_event_json, upsert_body, Caller, STANDARD_QUEUE};
 use kit_support::TestDb;
 use lambda_http::{Body, Request};
-use search::{handler, Auth, AuthMode, Limits, Search};
+use search::{handler, Auth, AuthMode, Settings, State};
 use serde_json::{json, Value};
 use storage::{Function, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
@@ -58,18 +58,15 @@ async fn tenants() -> Tenants {
     }
 }
 
-fn state(t: &TestDb, mode: AuthMode) -> Search {
-    let mut state = Search::new(
-        &t.config_as(Function::Search),
-        Limits::default(),
-        Auth::with_mode(mode),
-    )
-    .unwrap();
-    state.emit_metrics = false;
-    state
+fn state(t: &TestDb, mode: AuthMode) -> State {
+    State::new(Settings {
+        auth: Auth::with_mode(mode),
+        ..Settings::new(t.config_as(Function::Search))
+    })
+    .unwrap()
 }
 
-async fn call(state: &Search, event: &Value) -> (u16, Value) {
+async fn call(state: &State, event: &Value) -> (u16, Value) {
     let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
         .unwrap_or_else(|e| panic!("the event must read ({e}): {event}"));
     let response = handler(state, request)
@@ -284,7 +281,11 @@ async fn the_configured_claim_is_the_one_read() {
         _ => None,
     })
     .unwrap();
-    let state = Search::new(&x.t.config_as(Function::Search), Limits::default(), auth).unwrap();
+    let state = State::new(Settings {
+        auth,
+        ..Settings::new(x.t.config_as(Function::Search))
+    })
+    .unwrap();
     let mut event = x.search(Caller::HttpJwt, None, Some(json!("victim")));
     assert_forbidden(
         &call(&state, &event).await,
@@ -327,9 +328,11 @@ fn auth_settings_are_read_once_and_invalid_values_stop_the_cold_start() {
 #[tokio::test]
 async fn ingest_rejects_records_outside_the_queue_allow_list() {
     let t = TestDb::new().await.unwrap();
-    let mut state = Ingest::new(&t.config_as(Function::Ingest), ingest::Limits::default()).unwrap();
-    state.emit_metrics = false;
-    state.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
+    let state = ingest::State::new(ingest::Settings {
+        allowed_namespaces: AllowedNamespaces::only(&["acme"]).unwrap(),
+        ..ingest::Settings::new(t.config_as(Function::Ingest))
+    })
+    .unwrap();
     let v = clustered(3, 1, DIMS, 0.1, 42);
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let bodies = vec![

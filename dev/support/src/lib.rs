@@ -42,6 +42,8 @@ impl TestDb {
     /// Like [`TestDb::new`], with the storage configuration adjusted by `adjust`.
     pub async fn with_config(adjust: impl FnOnce(Config) -> Config) -> anyhow::Result<Self> {
         telemetry::init();
+        // The handlers' EMF lines would interleave with the tests' own output.
+        telemetry::set_metrics_sink(telemetry::MetricsSink::Discard);
         let (app, admin) = stack_urls()?;
         let template = ensure_template(&admin).await?;
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());

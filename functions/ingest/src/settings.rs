@@ -7,7 +7,7 @@ use storage::{parse_setting, Config, ConfigError, Function, Namespace, WriteOp};
 
 use crate::message::{Reason, Rejection};
 
-/// What the function reads from its environment (docs/ingest.md, "Settings").
+/// What the function reads from its environment (docs/ingest.md, "Configuration").
 #[derive(Clone, Debug)]
 pub struct Settings {
     /// `INGEST_DATABASE_URL` or `DATABASE_URL`, the pool and its timeouts.

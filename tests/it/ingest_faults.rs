@@ -141,7 +141,7 @@ fn reset_peak_rss() -> bool {
 async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
     let t = TestStack::new().await.unwrap();
     let mut state = t.ingest();
-    state.state.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
+    state.state.settings.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
     let mut stored = 0;
     for seed in [11u64, 12, 13] {
         let mut rng = StdRng::seed_from_u64(seed);

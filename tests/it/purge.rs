@@ -53,10 +53,7 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
         .set_retention(&Namespace::parse("shortlived").unwrap(), 7)
         .await
         .unwrap();
-    let state = t.purge(Settings {
-        batch_size: 2,
-        ..Settings::default()
-    });
+    let state = t.purge_with(|s| Settings { batch_size: 2, ..s });
 
     let report = state.scheduled(60.0).await.unwrap();
     assert!(report.complete && !report.skipped);
@@ -72,7 +69,7 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
 async fn a_dry_run_counts_and_deletes_nothing() {
     let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10, 40]).await;
-    let state = t.purge(Settings::default());
+    let state = t.purge();
     let options = json!({"dry_run": true, "older_than_days": 7});
     let report = state.run(options, 60.0).await.unwrap();
     assert_eq!(
@@ -88,7 +85,7 @@ async fn a_manual_run_limited_to_one_namespace_leaves_the_others() {
     let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10]).await;
     seed_aged(&t, "globex", &[1, 10]).await;
-    let state = t.purge(Settings::default());
+    let state = t.purge();
     let options = json!({"dry_run": false, "namespace": "acme", "older_than_days": 7});
     let report = state.run(options, 60.0).await.unwrap();
     assert_eq!(report.deleted, 1);
@@ -104,12 +101,11 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
     seed_aged(&t, "acme", &[40; 30]).await;
     seed_aged(&t, "acme", &[1; 5]).await;
     // The deadline is already within the safety margin: no batch may start.
-    let settings = Settings {
+    let state = t.purge_with(|s| Settings {
         batch_size: 10,
         safety_margin: std::time::Duration::from_secs(5),
-        ..Settings::default()
-    };
-    let state = t.purge(settings);
+        ..s
+    });
     let report = state.run(json!({}), 1.0).await.unwrap();
     assert_eq!(
         (report.complete, report.deleted, report.batches),
@@ -125,7 +121,7 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
 #[tokio::test]
 async fn a_second_concurrent_run_skips() {
     let t = TestStack::new().await.unwrap();
-    let state = t.purge(Settings::default());
+    let state = t.purge();
     // Another run holds an unexpired lease.
     assert!(t
         .db_as(Function::Purge)
@@ -146,7 +142,7 @@ async fn an_expired_lease_is_taken_over() {
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() - Duration::seconds(1))
         .await
         .unwrap());
-    let state = t.purge(Settings::default());
+    let state = t.purge();
     let report = state.run(json!({}), 60.0).await.unwrap();
     assert!(!report.skipped && report.complete);
     assert_eq!(report.deleted, 1);
@@ -164,9 +160,9 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
         .fetch_all(&pool)
         .await
         .unwrap();
-    let purge_state = t.purge(Settings {
+    let purge_state = t.purge_with(|s| Settings {
         batch_size: 50,
-        ..Settings::default()
+        ..s
     });
     let ingest = t.ingest();
     let vectors = clustered(40, 4, DIMS, 0.3, 99);
@@ -262,7 +258,7 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
     for chunk in ops.chunks(500) {
         t.db.write_batch(chunk).await.unwrap();
     }
-    let state = t.purge(Settings::default());
+    let state = t.purge();
     let report = state.run(json!({}), 120.0).await.unwrap();
     assert_eq!(report.deleted, 2000);
     let admin = t.admin_pool().await.unwrap();
@@ -306,13 +302,13 @@ async fn two_runs_started_together_one_works_and_one_skips() {
     let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 1200]).await;
     let (a, b) = (
-        t.purge(Settings {
+        t.purge_with(|s| Settings {
             batch_size: 100,
-            ..Settings::default()
+            ..s
         }),
-        t.purge(Settings {
+        t.purge_with(|s| Settings {
             batch_size: 100,
-            ..Settings::default()
+            ..s
         }),
     );
     let (ra, rb) = tokio::join!(a.run(json!({}), 60.0), b.run(json!({}), 60.0));

@@ -425,8 +425,5 @@ async fn the_test_stack_runs_each_function_as_its_own_role() {
     };
     assert_eq!(user(t.ingest().state.db).await, "kit_ingest");
     assert_eq!(user(t.search().state.db).await, "kit_search");
-    assert_eq!(
-        user(t.purge(purge::Settings::default()).state.db).await,
-        "kit_purge"
-    );
+    assert_eq!(user(t.purge().state.db).await, "kit_purge");
 }

@@ -302,7 +302,7 @@ fn auth_settings_are_read_once_and_invalid_values_stop_the_cold_start() {
 async fn ingest_rejects_records_outside_the_queue_allow_list() {
     let t = TestStack::new().await.unwrap();
     let mut ingest = t.ingest();
-    ingest.state.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
+    ingest.state.settings.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
     let v = clustered(3, 1, DIMS, 0.1, 42);
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let bodies = vec![

@@ -59,6 +59,8 @@ impl TestDb {
     /// Like [`TestDb::new`], with the storage configuration adjusted by `adjust`.
     pub async fn with_config(adjust: impl FnOnce(Config) -> Config) -> anyhow::Result<Self> {
         telemetry::init();
+        // The handlers' EMF lines would interleave with the tests' own output.
+        telemetry::set_metrics_sink(telemetry::MetricsSink::Discard);
         let (app, admin) = stack_urls()?;
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         scratch::create_database(&admin, &name).await?;

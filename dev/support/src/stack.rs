@@ -7,12 +7,12 @@
 use std::ops::Deref;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ingest::{BatchReport, Ingest};
+use ingest::BatchReport;
 use lambda_http::http::HeaderMap;
 use lambda_http::{Body, Request};
 use lambda_runtime::LambdaEvent;
-use purge::{Purge, PurgeError, PurgeReport};
-use search::{Auth, Search};
+use purge::{PurgeError, PurgeReport};
+use search::Auth;
 use serde_json::Value;
 use storage::{Config, Function};
 
@@ -64,19 +64,27 @@ impl TestStack {
         SearchFn::new(&self.config_as(Function::Search), limits, auth)
     }
 
-    /// The purge function as its own role, with `settings`.
-    pub fn purge(&self, settings: purge::Settings) -> PurgeFn {
-        PurgeFn::new(&self.config_as(Function::Purge), settings)
+    /// The purge function as its own role, with the default settings.
+    pub fn purge(&self) -> PurgeFn {
+        self.purge_with(|settings| settings)
+    }
+
+    /// The purge function as its own role, with the default settings changed by `adjust`
+    /// (e.g. `|s| purge::Settings { batch_size: 10, ..s }`).
+    pub fn purge_with(&self, adjust: impl FnOnce(purge::Settings) -> purge::Settings) -> PurgeFn {
+        PurgeFn::new(adjust(purge::Settings::new(
+            self.config_as(Function::Purge),
+        )))
     }
 }
 
 /// The ingest function's warm state, invoked with SQS batches.
 pub struct IngestFn {
-    pub state: Ingest,
+    pub state: ingest::State,
 }
 
-impl From<Ingest> for IngestFn {
-    fn from(state: Ingest) -> Self {
+impl From<ingest::State> for IngestFn {
+    fn from(state: ingest::State) -> Self {
         Self { state }
     }
 }
@@ -85,9 +93,12 @@ impl IngestFn {
     /// The function on any configuration (a proxy's URL, other timeouts, an unreachable
     /// database); [`TestStack::ingest`] is the usual one.
     pub fn new(config: &Config, limits: ingest::Limits) -> Self {
-        Ingest::new(config, limits)
-            .expect("a valid configuration")
-            .into()
+        ingest::State::new(ingest::Settings {
+            limits,
+            ..ingest::Settings::new(config.clone())
+        })
+        .expect("a valid configuration")
+        .into()
     }
 
     /// The handler's response to `event`, with `deadline_s` seconds left in the invocation.
@@ -136,11 +147,11 @@ impl IngestFn {
 
 /// The search function's warm state, invoked with API Gateway and Function URL events.
 pub struct SearchFn {
-    pub state: Search,
+    pub state: search::State,
 }
 
-impl From<Search> for SearchFn {
-    fn from(state: Search) -> Self {
+impl From<search::State> for SearchFn {
+    fn from(state: search::State) -> Self {
         Self { state }
     }
 }
@@ -165,9 +176,13 @@ impl SearchFn {
     /// The function on any configuration (a read replica, an unreachable database);
     /// [`TestStack::search`] is the usual one.
     pub fn new(config: &Config, limits: search::Limits, auth: Auth) -> Self {
-        Search::new(config, limits, auth)
-            .expect("a valid configuration")
-            .into()
+        search::State::new(search::Settings {
+            limits,
+            auth,
+            ..search::Settings::new(config.clone())
+        })
+        .expect("a valid configuration")
+        .into()
     }
 
     /// The handler's answer to an API event's JSON, read as the function's runtime reads it.
@@ -238,14 +253,14 @@ impl SearchFn {
 /// The purge function's warm state, invoked with the EventBridge schedule or a manual
 /// run's options.
 pub struct PurgeFn {
-    pub state: Purge,
+    pub state: purge::State,
 }
 
 impl PurgeFn {
-    /// The function on any configuration; [`TestStack::purge`] is the usual one.
-    pub fn new(config: &Config, settings: purge::Settings) -> Self {
+    /// The function with any settings; [`TestStack::purge`] is the usual one.
+    pub fn new(settings: purge::Settings) -> Self {
         Self {
-            state: Purge::new(config, settings).expect("a valid configuration"),
+            state: purge::State::new(settings).expect("a valid configuration"),
         }
     }
 

@@ -6,6 +6,7 @@
 //! database errors while the invocation's deadline allows.
 
 pub mod message;
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -14,37 +15,35 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use lambda_runtime::LambdaEvent;
-use storage::{retry_transient, Backoff, Config, Database, StorageError, WriteOp};
+use storage::{retry_transient, Backoff, Database, StorageError, WriteOp};
 use telemetry::{Metrics, Unit};
 use tokio::time::Instant;
 
-pub use message::{AllowedNamespaces, Limits, Reason, Rejection};
+pub use message::{Reason, Rejection};
+pub use settings::{AllowedNamespaces, Limits, Settings};
 
 /// Everything an invocation needs, built once per execution environment.
 #[derive(Debug)]
-pub struct Ingest {
+pub struct State {
     pub db: Database,
-    pub limits: Limits,
-    /// `ALLOWED_NAMESPACES`: records of other namespaces are rejected (default: all allowed).
-    pub allowed_namespaces: AllowedNamespaces,
+    pub settings: Settings,
     pub backoff: Backoff,
     /// Time kept free before the deadline: no retry starts unless an attempt (bounded by
     /// the statement timeout) can finish within it.
     pub reserve: Duration,
-    /// Write the EMF metrics line of each batch to stdout (true in the function; a
-    /// benchmark that owns stdout turns it off).
-    pub emit_metrics: bool,
 }
 
-impl Ingest {
-    pub fn new(config: &Config, limits: Limits) -> Result<Self, StorageError> {
+impl State {
+    /// A lazy database handle for `settings.database`; nothing is opened yet.
+    pub fn new(settings: Settings) -> Result<Self, StorageError> {
         Ok(Self {
-            db: Database::connect_lazy(config)?,
-            limits,
-            allowed_namespaces: AllowedNamespaces::default(),
+            db: Database::connect_lazy(&settings.database)?,
             backoff: Backoff::default(),
-            reserve: config.statement_timeout.min(Duration::from_secs(5)),
-            emit_metrics: true,
+            reserve: settings
+                .database
+                .statement_timeout
+                .min(Duration::from_secs(5)),
+            settings,
         })
     }
 }
@@ -78,10 +77,10 @@ pub struct BatchReport {
 
 /// The Lambda handler.
 pub async fn handler(
-    state: &Ingest,
+    state: &State,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    let deadline = deadline_of(&event.context);
+    let deadline = edge::deadline::of(&event.context);
     let started = Instant::now();
     let report = process(state, &event.payload.records, deadline).await;
 
@@ -105,9 +104,7 @@ pub async fn handler(
     for (code, n) in &report.rejected {
         metrics.count(format!("Rejected.{code}"), *n as u64);
     }
-    if state.emit_metrics {
-        metrics.flush();
-    }
+    metrics.flush();
     tracing::info!(
         received = report.received,
         written = report.written,
@@ -135,7 +132,7 @@ pub async fn handler(
 }
 
 /// Validates, writes and accounts for every record of a batch.
-pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) -> BatchReport {
+pub async fn process(state: &State, records: &[SqsMessage], deadline: Instant) -> BatchReport {
     let mut report = BatchReport {
         received: records.len(),
         ..BatchReport::default()
@@ -172,8 +169,9 @@ pub async fn process(state: &Ingest, records: &[SqsMessage], deadline: Instant) 
     let mut op_positions: Vec<usize> = Vec::with_capacity(records.len());
     let mut failed_positions: Vec<usize> = Vec::new();
     for (index, record) in records.iter().enumerate() {
-        let parsed = message::parse(record.body.as_deref(), dimensions, &state.limits, now)
-            .and_then(|op| state.allowed_namespaces.check(op));
+        let settings = &state.settings;
+        let parsed = message::parse(record.body.as_deref(), dimensions, &settings.limits, now)
+            .and_then(|op| settings.allowed_namespaces.check(op));
         match parsed {
             Ok(op) => {
                 ops.push(op);
@@ -260,12 +258,6 @@ fn note_transient<T>(
 
 fn message_id(record: &SqsMessage) -> String {
     record.message_id.clone().unwrap_or_default()
-}
-
-/// The invocation's deadline as a monotonic instant (an emulator's placeholder deadline
-/// reads as a fixed budget; see [`storage::deadline_from_epoch_ms`]).
-pub fn deadline_of(context: &lambda_runtime::Context) -> Instant {
-    storage::deadline_from_epoch_ms(context.deadline)
 }
 
 #[cfg(test)]

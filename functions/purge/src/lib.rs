@@ -7,81 +7,32 @@
 //! `complete: false` and the next run finishes the work.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use lambda_runtime::LambdaEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use storage::{parse_setting, Config, Database, Namespace, PurgeScope, StorageError};
+use storage::{Database, Namespace, PurgeScope, StorageError};
 use telemetry::Metrics;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub mod settings;
+
+pub use settings::Settings;
+
 /// Everything an invocation needs, built once per execution environment.
 #[derive(Debug)]
-pub struct Purge {
+pub struct State {
     pub db: Database,
     pub settings: Settings,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Settings {
-    /// `RETENTION_DAYS` (default 30): retention for namespaces without an override.
-    pub retention_days: u32,
-    /// `PURGE_BATCH_SIZE` (default 1000): rows per delete transaction.
-    pub batch_size: u32,
-    /// `PURGE_SAFETY_MARGIN_MS` (default 5000): no batch starts closer than this to the deadline.
-    pub safety_margin: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            retention_days: 30,
-            batch_size: 1000,
-            safety_margin: Duration::from_secs(5),
-        }
-    }
-}
-
-impl Settings {
-    /// Reads `RETENTION_DAYS`, `PURGE_BATCH_SIZE` and `PURGE_SAFETY_MARGIN_MS` through `lookup`.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, storage::ConfigError> {
-        let d = Self::default();
+impl State {
+    /// A lazy database handle for `settings.database`; nothing is opened yet.
+    pub fn new(settings: Settings) -> Result<Self, StorageError> {
         Ok(Self {
-            retention_days: parse_setting(
-                &lookup,
-                "RETENTION_DAYS",
-                d.retention_days,
-                "whole days from 1 to 36500",
-                |n| (1..=36_500).contains(n),
-            )?,
-            batch_size: parse_setting(
-                &lookup,
-                "PURGE_BATCH_SIZE",
-                d.batch_size,
-                "rows from 1 to 100000",
-                |n| (1..=100_000).contains(n),
-            )?,
-            safety_margin: parse_setting(
-                &lookup,
-                "PURGE_SAFETY_MARGIN_MS",
-                d.safety_margin.as_millis() as u64,
-                "milliseconds from 0 to 600000",
-                |n| *n <= 600_000,
-            )
-            .map(Duration::from_millis)?,
-        })
-    }
-}
-
-impl Purge {
-    pub fn new(config: &Config, settings: Settings) -> Result<Self, StorageError> {
-        Ok(Self {
-            db: Database::connect_lazy(config)?,
+            db: Database::connect_lazy(&settings.database)?,
             settings,
         })
     }
@@ -139,9 +90,9 @@ impl From<PurgeError> for lambda_runtime::Diagnostic {
 }
 
 /// The Lambda handler.
-pub async fn handler(state: &Purge, event: LambdaEvent<Value>) -> Result<PurgeReport, PurgeError> {
+pub async fn handler(state: &State, event: LambdaEvent<Value>) -> Result<PurgeReport, PurgeError> {
     let request = parse_request(event.payload)?;
-    let deadline = storage::deadline_from_epoch_ms(event.context.deadline);
+    let deadline = edge::deadline::of(&event.context);
     let report = run(state, &request, Utc::now(), deadline).await?;
     let mut metrics = Metrics::new("pgvector-lambda-kit", "purge");
     metrics
@@ -177,7 +128,7 @@ pub fn parse_request(payload: Value) -> Result<PurgeRequest, PurgeError> {
 /// One purge run: take the lease, delete batch after batch until nothing is left or the
 /// deadline (minus the safety margin) is near, give the lease back.
 pub async fn run(
-    state: &Purge,
+    state: &State,
     request: &PurgeRequest,
     now: DateTime<Utc>,
     deadline: Instant,
@@ -216,7 +167,7 @@ pub async fn run(
 }
 
 async fn delete_batches(
-    state: &Purge,
+    state: &State,
     scope: &PurgeScope,
     deadline: Instant,
     report: &mut PurgeReport,
@@ -251,15 +202,6 @@ async fn delete_batches(
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn settings_come_from_the_environment_with_named_errors() {
-        let s = Settings::from_lookup(|k| (k == "RETENTION_DAYS").then(|| "7".to_owned())).unwrap();
-        assert_eq!((s.retention_days, s.batch_size), (7, 1000));
-        let err = Settings::from_lookup(|k| (k == "PURGE_BATCH_SIZE").then(|| "0".to_owned()))
-            .unwrap_err();
-        assert!(err.to_string().contains("PURGE_BATCH_SIZE"), "{err}");
-    }
 
     #[test]
     fn a_scheduled_event_with_empty_detail_is_a_default_run() {

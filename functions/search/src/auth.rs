@@ -20,8 +20,8 @@ use lambda_http::{Request, RequestExt};
 use serde_json::Value;
 use storage::{ConfigError, Namespace};
 
-use crate::error::ApiError;
-use crate::event::{json_type, NON_STRING_CLAIM};
+use crate::error::{ApiError, ErrorCode};
+use crate::event::NON_STRING_CLAIM;
 
 /// How the API in front of the function authenticates callers (`AUTH_MODE`, rendered
 /// from `kit.toml [api] auth`).
@@ -145,18 +145,24 @@ impl Auth {
             }
             Caller::Iam if self.mode.request_chooses() => Ok(Grant::Requested),
             Caller::Anonymous if self.mode == AuthMode::None => Ok(Grant::Requested),
-            Caller::Iam => Err(ApiError::forbidden(format!(
+            Caller::Iam => Err(ApiError::new(
+                ErrorCode::NamespaceForbidden,
+                format!(
                 "the request is IAM-signed but carries no claim {claim:?} and AUTH_MODE is {}: \
                  only AUTH_MODE=iam lets signed callers name their namespace; fix the route's \
                  authorizer or set kit.toml [api] auth = \"iam\"",
                 self.mode
-            ))),
-            Caller::Anonymous => Err(ApiError::forbidden(format!(
-                "the request carries no authorizer context, so no claim {claim:?} names its \
+            ),
+            )),
+            Caller::Anonymous => Err(ApiError::new(
+                ErrorCode::NamespaceForbidden,
+                format!(
+                    "the request carries no authorizer context, so no claim {claim:?} names its \
                  namespace, and AUTH_MODE is {} (which requires one): put the route behind the \
                  API's authorizer (kit render does for every route)",
-                self.mode
-            ))),
+                    self.mode
+                ),
+            )),
         }
     }
 }
@@ -175,16 +181,19 @@ impl Grant {
     pub fn resolve(&self, requested: Option<&str>) -> Result<Namespace, ApiError> {
         match (self, requested) {
             (Grant::Claim { namespace, claim }, Some(asked)) if asked != namespace.as_str() => {
-                Err(ApiError::forbidden(format!(
-                    "the caller's claim {claim:?} (NAMESPACE_CLAIM) grants namespace {:?}, \
+                Err(ApiError::new(
+                    ErrorCode::NamespaceForbidden,
+                    format!(
+                        "the caller's claim {claim:?} (NAMESPACE_CLAIM) grants namespace {:?}, \
                      not {:?}: leave namespace out or name the claim's",
-                    namespace.as_str(),
-                    asked.chars().take(80).collect::<String>()
-                )))
+                        namespace.as_str(),
+                        edge::clip(asked)
+                    ),
+                ))
             }
             (Grant::Claim { namespace, .. }, _) => Ok(namespace.clone()),
             (Grant::Requested, Some(asked)) => Namespace::parse(asked)
-                .map_err(|e| ApiError::bad_request("invalid_namespace", e.to_string())),
+                .map_err(|e| ApiError::new(ErrorCode::InvalidNamespace, e.to_string())),
             (Grant::Requested, None) => Ok(Namespace::default()),
         }
     }
@@ -282,12 +291,15 @@ fn claim_namespace(
     value: Option<Claim<'_>>,
 ) -> Result<Namespace, ApiError> {
     let refuse = |what: String| {
-        Err(ApiError::forbidden(format!(
-            "{what}; the namespace comes only from the string claim {claim:?} \
+        Err(ApiError::new(
+            ErrorCode::NamespaceForbidden,
+            format!(
+                "{what}; the namespace comes only from the string claim {claim:?} \
              (NAMESPACE_CLAIM): issue tokens or authorizer context with {claim:?} set to the \
              caller's namespace, or set kit.toml [api] namespace_claim to the claim your \
              issuer uses"
-        )))
+            ),
+        ))
     };
     let text = match value {
         None => return refuse(format!("no claim {claim:?} in {source}")),
@@ -296,7 +308,7 @@ fn claim_namespace(
         Some(Claim::Json(other)) => {
             return refuse(format!(
                 "claim {claim:?} in {source} is {}, not a string",
-                json_type(other)
+                edge::json_type(other)
             ))
         }
     };
@@ -311,7 +323,7 @@ fn claim_namespace(
     Namespace::parse(text).or_else(|_| {
         refuse(format!(
             "claim {claim:?} in {source} is {:?}, which is not a namespace (1 to 64 of a-z, 0-9, _ and -)",
-            text.chars().take(80).collect::<String>()
+            edge::clip(text)
         ))
     })
 }

@@ -2,11 +2,20 @@
 //!
 //! `lambda_http` reads an event three times: whole as raw JSON, then as a REST API
 //! event (which fails on an HTTP API event only at its end, for want of `httpMethod`),
-//! then as an HTTP API event. Each pass unescapes the body again, and a search body is
-//! nearly all of the event (30 KB for a 1536-dimension vector). [`ApiEvent`] unescapes
-//! the body once and hands `lambda_http` the rest of the event (about 1 KB), so the
-//! request the handler sees is the one `lambda_http` builds, body included. An event
-//! that says it is `"version": "2.0"` (HTTP API, Function URL) is read as one first.
+//! then as an HTTP API event: lambda_http 1.3.2's `Deserialize for LambdaRequest`
+//! (<https://github.com/aws/aws-lambda-rust-runtime/blob/7f89224ce954a0ad3998cc095e80539c3d110ab9/lambda-http/src/deserializer.rs#L21-L36>;
+//! aws/aws-lambda-rust-runtime#795 proposed reading the event once and was closed
+//! unmerged). Each pass unescapes the body again, and a search body is nearly all of
+//! the event (30 KB for a 1536-dimension vector). [`ApiEvent`] unescapes the body once
+//! and hands `lambda_http` the rest of the event (about 1 KB), so the request the
+//! handler sees is the one `lambda_http` builds, body included. An event that says it
+//! is `"version": "2.0"` (HTTP API, Function URL) is read as one first.
+//!
+//! This builds lambda_http's `LambdaRequest` and main.rs hands it to its `Adapter`, both
+//! public but `#[doc(hidden)]`: the workspace pins `lambda_http` exactly. When moving the
+//! pin, check whether the new deserializer still reads the event more than once (if
+//! not, `lambda_http::run` can replace this module) and re-run this module's tests,
+//! which compare our requests with the ones lambda_http makes.
 //!
 //! `lambda_http` types HTTP API JWT claims as strings, which is what API Gateway sends.
 //! An event whose claims hold other JSON values would not read at all (every request a
@@ -121,23 +130,11 @@ fn with_string_claims(event: &[u8]) -> Option<Vec<u8>> {
     let mut changed = false;
     for value in claims.values_mut() {
         if !value.is_string() {
-            *value = Value::String(format!("{NON_STRING_CLAIM}{}", json_type(value)));
+            *value = Value::String(format!("{NON_STRING_CLAIM}{}", edge::json_type(value)));
             changed = true;
         }
     }
     changed.then(|| serde_json::to_vec(&event).ok()).flatten()
-}
-
-/// The JSON type of `value`, as an error message says it.
-pub fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

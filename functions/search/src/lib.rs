@@ -10,6 +10,7 @@ pub mod event;
 pub mod filter;
 pub mod request;
 pub mod response;
+pub mod settings;
 
 use std::time::Instant;
 
@@ -17,40 +18,34 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
-use storage::{Config, Database, StorageError};
+use storage::{Database, StorageError};
 use telemetry::{Metrics, Unit};
 use uuid::Uuid;
 
 pub use auth::{Auth, AuthMode, Grant};
-pub use error::ApiError;
-pub use request::Limits;
+pub use error::{ApiError, ErrorCode};
+pub use settings::{Limits, Settings};
 
 /// Everything an invocation needs, built once per execution environment.
 #[derive(Debug)]
-pub struct Search {
+pub struct State {
     pub db: Database,
-    pub limits: Limits,
-    /// `AUTH_MODE` and `NAMESPACE_CLAIM`: where a request's namespace may come from.
-    pub auth: Auth,
-    /// Write a CloudWatch EMF line per request to stdout (default). Benchmarks that print
-    /// their figures on stdout turn it off.
-    pub emit_metrics: bool,
+    pub settings: Settings,
 }
 
-impl Search {
-    pub fn new(config: &Config, limits: Limits, auth: Auth) -> Result<Self, StorageError> {
+impl State {
+    /// A lazy database handle for `settings.database`; nothing is opened yet.
+    pub fn new(settings: Settings) -> Result<Self, StorageError> {
         Ok(Self {
-            db: Database::connect_lazy(config)?,
-            limits,
-            auth,
-            emit_metrics: true,
+            db: Database::connect_lazy(&settings.database)?,
+            settings,
         })
     }
 }
 
 /// The Lambda handler. Never returns `Err`: every outcome is an HTTP response.
 pub async fn handler(
-    state: &Search,
+    state: &State,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
     let started = Instant::now();
@@ -58,21 +53,19 @@ pub async fn handler(
     let response = match respond(state, &request, route).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::info!(code = error.code, status = error.status.as_u16(), message = %error.message, "request refused");
+            tracing::info!(code = error.code.as_str(), status = error.status().as_u16(), message = %error.message, "request refused");
             error.into_response()
         }
     };
-    if state.emit_metrics {
-        let mut metrics = Metrics::new("pgvector-lambda-kit", "search");
-        metrics
-            .put(
-                "Latency",
-                Unit::Milliseconds,
-                started.elapsed().as_secs_f64() * 1e3,
-            )
-            .count(format!("Status{}", response.status().as_u16()), 1);
-        metrics.flush();
-    }
+    let mut metrics = Metrics::new("pgvector-lambda-kit", "search");
+    metrics
+        .put(
+            "Latency",
+            Unit::Milliseconds,
+            started.elapsed().as_secs_f64() * 1e3,
+        )
+        .count(format!("Status{}", response.status().as_u16()), 1);
+    metrics.flush();
     Ok(response)
 }
 
@@ -100,7 +93,7 @@ impl<'a> Route<'a> {
 }
 
 async fn respond(
-    state: &Search,
+    state: &State,
     request: &Request,
     route: Route<'_>,
 ) -> Result<Response<Body>, ApiError> {
@@ -109,8 +102,8 @@ async fn respond(
         (Route::Search, &Method::POST) => search(state, request).await,
         (Route::Item(id), &Method::GET) => item(state, request, id).await,
         (Route::Health, &Method::GET) => health(state).await,
-        (Route::Unknown, _) => Err(ApiError::not_found(
-            "route_not_found",
+        (Route::Unknown, _) => Err(ApiError::new(
+            ErrorCode::RouteNotFound,
             format!(
                 "no route for {} {}; the API has POST /search, GET /items/{{id}}, GET /health",
                 method,
@@ -124,19 +117,23 @@ async fn respond(
     }
 }
 
-async fn search(state: &Search, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn search(state: &State, request: &Request) -> Result<Response<Body>, ApiError> {
+    let settings = &state.settings;
     // Before anything else: a request the wall refuses learns nothing more.
-    let grant = state.auth.grant(request)?;
+    let grant = settings.auth.grant(request)?;
     let body = body_bytes(request.body());
-    if body.len() > state.limits.max_body_bytes {
-        return Err(ApiError::too_large(body.len(), state.limits.max_body_bytes));
+    if body.len() > settings.limits.max_body_bytes {
+        return Err(ApiError::body_too_large(
+            body.len(),
+            settings.limits.max_body_bytes,
+        ));
     }
     let dimensions = state
         .db
         .dimensions()
         .await
         .map_err(|e| ApiError::from_storage(&e))?;
-    let query = request::parse_search(body, dimensions, &state.limits, &grant)?;
+    let query = request::parse_search(body, dimensions, &settings.limits, &grant)?;
     let started = Instant::now();
     let hits = state
         .db
@@ -152,7 +149,7 @@ async fn search(state: &Search, request: &Request) -> Result<Response<Body>, Api
     };
     // Serialized straight from the hits, without a `Value` tree in between, and measured
     // as it leaves: above Lambda's payload limit the platform would answer a bare 502.
-    let limit = state.limits.max_response_bytes;
+    let limit = settings.limits.max_response_bytes;
     let body = crate::response::to_json_within(&response, limit)
         .map_err(|size| ApiError::response_too_large(size, limit, query.k))?;
     Ok(json_text_response(StatusCode::OK, body))
@@ -167,12 +164,12 @@ struct SearchResponse<'a> {
     took_ms: f64,
 }
 
-async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Response<Body>, ApiError> {
-    let grant = state.auth.grant(request)?;
+async fn item(state: &State, request: &Request, raw_id: &str) -> Result<Response<Body>, ApiError> {
+    let grant = state.settings.auth.grant(request)?;
     let id = Uuid::parse_str(raw_id).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("item ids are UUIDs, got {:?}", truncate(raw_id)),
+        ApiError::new(
+            ErrorCode::InvalidId,
+            format!("item ids are UUIDs, got {:?}", edge::clip(raw_id)),
         )
     })?;
     let params = request.query_string_parameters();
@@ -181,30 +178,32 @@ async fn item(state: &Search, request: &Request, raw_id: &str) -> Result<Respons
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_include",
-                format!("include_vector is true or false, got {:?}", truncate(other)),
+            return Err(ApiError::new(
+                ErrorCode::InvalidInclude,
+                format!(
+                    "include_vector is true or false, got {:?}",
+                    edge::clip(other)
+                ),
             ))
         }
     };
     match state.db.get_item(&namespace, id, include_vector).await {
         Ok(Some(item)) => Ok(json_response(StatusCode::OK, &json!(item))),
-        Ok(None) => Err(ApiError::not_found(
-            "item_not_found",
+        Ok(None) => Err(ApiError::new(
+            ErrorCode::ItemNotFound,
             format!("no item {id} in namespace {namespace:?}"),
         )),
         Err(e) => Err(ApiError::from_storage(&e)),
     }
 }
 
-async fn health(state: &Search) -> Result<Response<Body>, ApiError> {
+async fn health(state: &State) -> Result<Response<Body>, ApiError> {
     match state.db.health().await {
         Ok(()) => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
         Err(e) => {
             let mut error = ApiError::from_storage(&e);
             // Health is about availability: any database failure is 503.
-            error.status = StatusCode::SERVICE_UNAVAILABLE;
-            error.code = "database_unavailable";
+            error.code = ErrorCode::DatabaseUnavailable;
             Err(error)
         }
     }
@@ -229,8 +228,4 @@ fn json_text_response(status: StatusCode, body: String) -> Response<Body> {
         .header("content-type", "application/json")
         .body(Body::Text(body))
         .expect("a static status and headers always build")
-}
-
-fn truncate(text: &str) -> String {
-    text.chars().take(80).collect()
 }

@@ -29,9 +29,9 @@
 //!
 //! ```ignore
 //! let env = credentials::Environment::load().await?;
-//! let config = storage::Config::from_lookup(|name| env.get(name))?;
-//! tracing::info!(?config, "cold start"); // storage::Config's Debug redacts the password
-//! let mut state = Search::new(&config, ...)?;
+//! let settings = search::Settings::from_lookup(|name| env.get(name))?;
+//! tracing::info!(?settings, "cold start"); // storage::Config's Debug redacts the password
+//! let mut state = search::State::new(settings)?;
 //! // After a rotation the database refuses the old password: re-read the secret then.
 //! state.db.set_credential_source(env.credential_source());
 //! ```

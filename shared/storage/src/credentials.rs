@@ -6,7 +6,7 @@
 //! operation runs inside [`Database::relogin`]: on a refused login
 //! ([`ErrorClass::Credentials`](crate::ErrorClass::Credentials)) it asks the handle's
 //! [`CredentialSource`] for the current database URL, puts a new primary pool that logs in
-//! with it in place of the old one ([`Source::replace`](crate::lease::Source::replace)),
+//! with it in place of the old one ([`Source::replace`](crate::kept_connection::Source::replace)),
 //! and runs the operation once more. One renewal at a time: operations that failed with
 //! the old pool while another renewed it just run again on the new one.
 //!

@@ -13,18 +13,6 @@ pub fn contains_nul(value: &Value) -> bool {
     }
 }
 
-/// `value`'s JSON type with an article, for error messages ("got an array").
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,8 @@ mod config;
 mod credentials;
 mod error;
 pub mod filter;
-pub mod json_vector;
 pub mod jsonb;
-mod lease;
+mod kept_connection;
 pub mod migrate;
 mod purge;
 mod records;
@@ -34,12 +33,11 @@ pub use config::{parse_setting, Config, ConfigError, Function};
 pub use credentials::{CredentialSource, SourceFuture};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};
-pub use json_vector::JsonVector;
 pub use migrate::{MigrationState, MIGRATOR};
 pub use purge::RetentionPolicy;
 pub use purge::{PurgeBatch, PurgeScope};
 pub use records::{Namespace, NamespaceError, Upsert, WriteOp};
-pub use retry::{deadline_from_epoch_ms, retry_transient, Backoff};
+pub use retry::{retry_transient, Backoff};
 pub use search::{search_statement, Hit, Include, Item, SearchQuery, SearchStatement};
 pub use writes::WriteOutcome;
 
@@ -53,14 +51,14 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use tokio::sync::OnceCell;
 
-use lease::{Lease, Source, PING_AFTER_IDLE};
+use kept_connection::{Acquired, Source, PING_AFTER_IDLE};
 
 /// A handle on the database: a primary pool, an optional read pool for searches,
 /// and what was learned about the schema (the vector column's dimensions).
 ///
 /// Cheap to share by reference; built once per Lambda execution environment. Pools are
 /// lazy: no connection is opened until the first query, and the connection is then
-/// reused across invocations, kept out of the pool between them (see `lease.rs`).
+/// reused across invocations, kept out of the pool between them (see `kept_connection.rs`).
 ///
 /// Every operation whose login is refused ([`ErrorClass::Credentials`]: a rotated
 /// password) asks the handle's [`CredentialSource`], if it has one, for the current
@@ -169,7 +167,7 @@ impl Database {
     async fn dimensions_once(&self) -> Result<usize, StorageError> {
         self.dimensions
             .get_or_try_init(|| async {
-                let mut conn = self.primary.lease().await?;
+                let mut conn = self.primary.acquire().await?;
                 let typmod: Option<i32> = sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS)
                     .fetch_optional(&mut *conn)
                     .await?;
@@ -194,7 +192,7 @@ impl Database {
     }
 
     async fn health_once(&self) -> Result<(), StorageError> {
-        let mut conn = self.read_source().lease().await?;
+        let mut conn = self.read_source().acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
         sqlx::query(sql::HEALTH).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -202,11 +200,11 @@ impl Database {
         Ok(())
     }
 
-    /// Opens a transaction (`begin`: `BEGIN` or `BEGIN READ ONLY`) on a leased connection
+    /// Opens a transaction (`begin`: `BEGIN` or `BEGIN READ ONLY`) on an acquired connection
     /// with the statement timeout applied transaction-locally, in one round trip.
     async fn begin<'c>(
         &self,
-        conn: &'c mut Lease<'_>,
+        conn: &'c mut Acquired<'_>,
         begin: &str,
     ) -> Result<Transaction<'c, Postgres>, StorageError> {
         let statement = sql::begin_with_timeout(begin, self.statement_timeout);

@@ -74,7 +74,7 @@ impl Database {
         holder: Uuid,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let taken = sqlx::query(sql::ACQUIRE_LEASE)
             .bind(holder)
@@ -93,7 +93,7 @@ impl Database {
     }
 
     async fn release_purge_lease_once(&self, holder: Uuid) -> Result<(), StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         sqlx::query(sql::RELEASE_LEASE)
             .bind(holder)
@@ -121,7 +121,7 @@ impl Database {
         scope: &PurgeScope,
         limit: u32,
     ) -> Result<PurgeBatch, StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         // Belt and braces beside the lease: two batches never interleave.
         let locked: bool = sqlx::query_scalar(sql::BATCH_LOCK)
@@ -147,7 +147,7 @@ impl Database {
     }
 
     async fn count_expired_once(&self, scope: &PurgeScope) -> Result<PurgeBatch, StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let rows = bind_scope(sqlx::query(sql::COUNT_EXPIRED), scope)
             .fetch_all(&mut *tx)
@@ -164,7 +164,7 @@ impl Database {
     ) -> Result<(), StorageError> {
         let days = i32::try_from(days)
             .map_err(|_| StorageError::Schema("retention days out of range".into()))?;
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         sqlx::query(sql::SET_RETENTION)
             .bind(namespace.as_str())
@@ -178,7 +178,7 @@ impl Database {
 
     /// Removes a namespace's override; returns whether there was one.
     pub async fn unset_retention(&self, namespace: &Namespace) -> Result<bool, StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let removed = sqlx::query(sql::UNSET_RETENTION)
             .bind(namespace.as_str())
@@ -191,7 +191,7 @@ impl Database {
     }
 
     pub async fn list_retention(&self) -> Result<Vec<RetentionPolicy>, StorageError> {
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         let rows = sqlx::query(sql::LIST_RETENTION).fetch_all(&mut *tx).await?;
         tx.commit().await?;

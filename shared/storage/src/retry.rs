@@ -38,24 +38,6 @@ impl Backoff {
     }
 }
 
-/// A wall-clock deadline in milliseconds since the Unix epoch (what the Lambda runtime
-/// gives as `Context::deadline`) as a monotonic [`Instant`]; a past deadline is now.
-///
-/// Local emulators do not all send a real deadline: `cargo lambda watch` sends a fixed
-/// `600000` (ten minutes after the epoch). A value before the year 2000 cannot come from
-/// Lambda, and is read as [`EMULATOR_BUDGET`] from now.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
-    const YEAR_2000_MS: u64 = 946_684_800_000;
-    if deadline_ms < YEAR_2000_MS {
-        return Instant::now() + EMULATOR_BUDGET;
-    }
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
 /// Runs `operation` until it succeeds, fails permanently, or the next attempt could not
 /// finish before `deadline` (a retry is only started while `reserve` remains after its
 /// backoff sleep). Returns the last error otherwise.
@@ -88,9 +70,6 @@ where
     }
 }
 
-/// The time an invocation gets when the runtime sent no real deadline (emulators).
-pub const EMULATOR_BUDGET: Duration = Duration::from_secs(60);
-
 /// Runs a read, and runs it once more if it lost its connection: the failed
 /// connection went back to the pool (which closes it), so the second attempt gets a
 /// new one. Anything else, or a second loss, is returned as is.
@@ -111,25 +90,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn emulator_deadlines_get_a_budget_and_real_ones_are_kept() {
-        let budget = deadline_from_epoch_ms(600_000) - Instant::now();
-        assert!(
-            budget > Duration::from_secs(55) && budget <= EMULATOR_BUDGET,
-            "{budget:?}"
-        );
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
-        let real = deadline_from_epoch_ms(now_ms + 3_000) - Instant::now();
-        assert!(
-            real > Duration::from_millis(2_500) && real <= Duration::from_secs(3),
-            "{real:?}"
-        );
-        assert!(deadline_from_epoch_ms(now_ms - 5_000) <= Instant::now());
-    }
 
     #[test]
     fn delays_grow_but_stay_under_the_cap() {

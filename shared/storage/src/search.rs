@@ -93,7 +93,7 @@ impl Database {
         let source = self.read_source();
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
         let alone = source.login_defaults().await?.bound_within(timeout);
-        let mut conn = source.lease().await?;
+        let mut conn = source.acquire().await?;
         let rows = if alone {
             statement.bind(query).fetch_all(&mut *conn).await?
         } else {
@@ -115,7 +115,7 @@ impl Database {
         let statement = search_statement(query.filter.as_ref())?;
         let explain = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
-        let mut conn = self.read_source().lease().await?;
+        let mut conn = self.read_source().acquire().await?;
         let mut tx = conn.begin_with(sql::begin_search(timeout)).await?;
         let row = bind_search(sqlx::query(&explain), query, statement.binds.clone())
             .fetch_one(&mut *tx)
@@ -144,7 +144,7 @@ impl Database {
         id: Uuid,
         include_vector: bool,
     ) -> Result<Option<Item>, StorageError> {
-        let mut conn = self.read_source().lease().await?;
+        let mut conn = self.read_source().acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
         let row = sqlx::query(sql::GET_ITEM)
             .bind(namespace.as_str())

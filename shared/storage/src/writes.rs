@@ -64,7 +64,7 @@ impl Database {
         };
         let (upserts, deletes) = UpsertColumns::split(&winners);
 
-        let mut conn = self.primary.lease().await?;
+        let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         if !upserts.ids.is_empty() {
             let (written, stale): (i64, i64) = sqlx::query_as(sql::UPSERT)

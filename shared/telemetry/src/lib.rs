@@ -3,10 +3,12 @@
 //! - [`init`]: JSON log lines (one object per event, with the span's fields, so the
 //!   request id of the invocation is on every line), level from `RUST_LOG`.
 //! - [`Metrics`]: CloudWatch Embedded Metric Format: one JSON log line per flush that
-//!   CloudWatch turns into metrics, with no API call from the function.
+//!   CloudWatch turns into metrics, with no API call from the function. The lines go to
+//!   stdout unless the process chose another [`MetricsSink`] first (a benchmark whose
+//!   stdout carries its figures discards them).
 
-use std::fmt::Write as _;
-use std::io::Write as _;
+use std::io::Write;
+use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
 
@@ -40,6 +42,26 @@ impl Unit {
             Unit::CountPerSecond => "Count/Second",
         }
     }
+}
+
+/// Where [`Metrics::flush`] writes, for the whole process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsSink {
+    /// stdout, where Lambda's log capture turns EMF lines into metrics (the default).
+    #[default]
+    Stdout,
+    /// Nowhere: processes that run the handlers for another purpose and own stdout
+    /// (benchmarks print their figures there) or have no CloudWatch behind it (tests).
+    Discard,
+}
+
+static METRICS_SINK: OnceLock<MetricsSink> = OnceLock::new();
+
+/// Chooses where this process's metrics go. The first choice stands (a flush before any
+/// choice fixes the default, stdout), so call it at start-up, before any handler runs;
+/// returns the sink in force.
+pub fn set_metrics_sink(sink: MetricsSink) -> MetricsSink {
+    *METRICS_SINK.get_or_init(|| sink)
 }
 
 /// Metrics for one invocation, written as one Embedded Metric Format line by [`Metrics::flush`].
@@ -99,18 +121,19 @@ impl Metrics {
         Value::Object(root)
     }
 
-    /// Writes the line to stdout (where Lambda's log capture expects EMF) and clears the values.
+    /// Writes the line to the process's [`MetricsSink`] (stdout, where Lambda's log
+    /// capture expects EMF, unless another was chosen) and clears the values.
     pub fn flush(&mut self) {
-        if self.values.is_empty() {
-            return;
+        let sink = *METRICS_SINK.get_or_init(MetricsSink::default);
+        self.flush_into(sink, &mut std::io::stdout().lock());
+    }
+
+    /// Writes the line to `stdout` unless `sink` discards it; clears the values either way.
+    fn flush_into(&mut self, sink: MetricsSink, stdout: &mut impl Write) {
+        if !self.values.is_empty() && sink == MetricsSink::Stdout {
+            let line = self.to_json(chrono::Utc::now().timestamp_millis());
+            let _ = writeln!(stdout, "{line}");
         }
-        let mut line = String::new();
-        let _ = write!(
-            line,
-            "{}",
-            self.to_json(chrono::Utc::now().timestamp_millis())
-        );
-        let _ = writeln!(std::io::stdout().lock(), "{line}");
         self.values.clear();
     }
 }
@@ -135,5 +158,23 @@ mod tests {
         assert_eq!(doc["Function"], "ingest");
         assert_eq!(doc["RecordsReceived"], 10.0);
         assert_eq!(doc["BatchLatency"], 12.5);
+    }
+
+    #[test]
+    fn the_sink_decides_whether_a_line_is_written() {
+        let mut m = Metrics::new("pgvector-lambda-kit", "search");
+        let mut out = Vec::new();
+        m.count("Status200", 1);
+        m.flush_into(MetricsSink::Discard, &mut out);
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert!(m.values.is_empty(), "discarded values are cleared too");
+        m.count("Status200", 1);
+        m.flush_into(MetricsSink::Stdout, &mut out);
+        let line: Value = serde_json::from_slice(&out).expect("one JSON line");
+        assert_eq!(line["Status200"], 1.0);
+        assert!(out.ends_with(b"\n"));
+        // The process keeps its first choice.
+        assert_eq!(set_metrics_sink(MetricsSink::Discard), MetricsSink::Discard);
+        assert_eq!(set_metrics_sink(MetricsSink::Stdout), MetricsSink::Discard);
     }
 }

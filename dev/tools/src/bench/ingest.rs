@@ -24,7 +24,7 @@ use anyhow::{bail, ensure, Context};
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
 use clap::Args;
-use ingest::{handler, Ingest, Limits};
+use ingest::{handler, Limits, Settings, State};
 use kit_support::database_url::with_database;
 use kit_support::events::{context_with_deadline, sqs_event_with_ids, UpsertMessage};
 use kit_support::{corpus, scratch, stats};
@@ -177,8 +177,12 @@ async fn measure(
         _ => std::env::var(k).ok(),
     })?;
     let config = config.with_url(with_database(app_url, handler_db)?);
-    let mut state = Ingest::new(&config, Limits::from_env()?)?;
-    state.emit_metrics = false; // stdout carries the figures
+    let state = State::new(Settings {
+        limits: Limits::from_lookup(|k| std::env::var(k).ok())?,
+        ..Settings::new(config)
+    })?;
+    // stdout carries the figures: the handler's metric lines go nowhere.
+    telemetry::set_metrics_sink(telemetry::MetricsSink::Discard);
     state.db.health().await.context("reaching DATABASE_URL")?;
     let dims = state.db.dimensions().await?;
 
@@ -236,7 +240,7 @@ async fn measure(
 /// Returns the handler time, the parse-only time of the same events (measured apart), and
 /// the CPU the timed part used.
 async fn handler_path(
-    state: &Ingest,
+    state: &State,
     monitor: &mut PgConnection,
     database: &str,
     corpus: &Corpus,

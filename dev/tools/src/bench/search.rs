@@ -34,7 +34,7 @@ use kit_support::{corpus, events, scratch};
 use lambda_http::Body;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use search::{Limits, Search};
+use search::{Limits, Settings, State};
 use serde_json::{json, Map, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, Row};
@@ -214,14 +214,19 @@ async fn measure(
         if row_level_security { "on" } else { "off" }
     );
 
-    let limits = Limits::from_env()?;
+    let limits = Limits::from_lookup(|k| std::env::var(k).ok())?;
     let config = Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(with_database(app_url, name).ok()?),
         _ => std::env::var(k).ok(),
     })?;
     // The bench names its namespace in each body, as a local (AUTH_MODE=none) caller.
-    let mut state = Search::new(&config, limits, search::Auth::none())?;
-    state.emit_metrics = false; // stdout carries the figures
+    let state = State::new(Settings {
+        limits,
+        auth: search::Auth::none(),
+        ..Settings::new(config)
+    })?;
+    // stdout carries the figures: the handler's metric lines go nowhere.
+    telemetry::set_metrics_sink(telemetry::MetricsSink::Discard);
     state.db.health().await.context("reaching DATABASE_URL")?;
     let alone = state.db.searches_run_alone().await?;
     if !alone {
@@ -386,7 +391,7 @@ async fn measure(
 }
 
 /// One query through the real handler; returns the timed part and the result ids.
-async fn call_handler(state: &Search, event: &str) -> anyhow::Result<(Duration, Vec<Uuid>)> {
+async fn call_handler(state: &State, event: &str) -> anyhow::Result<(Duration, Vec<Uuid>)> {
     let started = Instant::now();
     let request = search::event::request_from_slice(event.as_bytes())
         .context("the v2 event does not parse")?;

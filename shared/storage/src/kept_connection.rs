@@ -1,12 +1,19 @@
 //! A pool plus the one connection kept out of it between operations ("parked").
 //!
-//! sqlx checks every connection handed back to its pool with a round trip (an empty
-//! `Sync`). Behind PgBouncer that round trip needs a server connection, so each search
-//! cost PgBouncer and PostgreSQL two server assignments instead of one, and the next
-//! operation could wait for the check to finish. A Lambda execution environment runs
-//! one invocation at a time, so the handle keeps the connection its last operation
-//! finished cleanly on and the next operation takes it straight back, without the
-//! check. The connection still counts against the pool's size.
+//! sqlx checks every connection handed back to its pool with a round trip (a `Sync`
+//! answered by `ReadyForQuery`), whatever the pool's options say: sqlx-core 0.8.6 pings
+//! in `Floating::return_to_pool` after the `after_release` hook, which can close a
+//! connection but not skip the ping
+//! (<https://github.com/launchbadge/sqlx/blob/v0.8.6/sqlx-core/src/pool/connection.rs#L289-L326>).
+//! `test_before_acquire(false)` turns off only the check on the way out of the pool
+//! (launchbadge/sqlx#1743, closed by #1901); none turns off this one. Behind PgBouncer
+//! that round trip needs a server connection, so each search cost PgBouncer and
+//! PostgreSQL two server assignments instead of one, and the next operation could wait
+//! for the check to finish. A Lambda execution environment runs one invocation at a
+//! time, so the handle keeps the connection its last operation finished cleanly on and
+//! the next operation takes it straight back, without the check. The connection still
+//! counts against the pool's size. When upgrading sqlx, check whether the release ping
+//! can be skipped; this module exists only because it cannot.
 //!
 //! - An operation that fails, or is dropped half-way, never parks its connection: it
 //!   goes back to the pool, whose check flushes a pending `ROLLBACK` or finds the
@@ -56,7 +63,7 @@ struct Parked {
     conn: PoolConnection<Postgres>,
     since: Instant,
     /// When this connection was first taken from the pool (for the lifetime limit).
-    leased_at: Instant,
+    first_acquired: Instant,
 }
 
 /// The settings a pool's login role starts every server connection with, read once per
@@ -139,7 +146,7 @@ impl Source {
         if let Some(defaults) = self.current().defaults.get() {
             return Ok(*defaults);
         }
-        let mut conn = self.lease().await?;
+        let mut conn = self.acquire().await?;
         let (timeout_ms, plan_cache_mode): (i64, String) =
             sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn).await?;
         let defaults = LoginDefaults {
@@ -162,7 +169,7 @@ impl Source {
 
     /// A connection for one operation: the parked one when it is free and alive,
     /// otherwise one from the pool (bounded by the pool's acquire timeout).
-    pub async fn lease(&self) -> Result<Lease<'_>, StorageError> {
+    pub async fn acquire(&self) -> Result<Acquired<'_>, StorageError> {
         let login = self.current();
         let mut slot = match self.parked.try_lock() {
             Ok(slot) => slot,
@@ -170,18 +177,18 @@ impl Source {
                 slot = self.parked.lock() => slot,
                 conn = login.pool.acquire() => {
                     let conn = conn?;
-                    return Ok(Lease::new(self, login, conn, Instant::now(), None));
+                    return Ok(Acquired::new(self, login, conn, Instant::now(), None));
                 }
             },
         };
         if let Some(parked) = slot.take() {
-            let leased_at = parked.leased_at;
+            let first_acquired = parked.first_acquired;
             if let Some(conn) = Self::revive(&login.pool, parked).await {
-                return Ok(Lease::new(self, login, conn, leased_at, Some(slot)));
+                return Ok(Acquired::new(self, login, conn, first_acquired, Some(slot)));
             }
         }
         let conn = login.pool.acquire().await?;
-        Ok(Lease::new(self, login, conn, Instant::now(), Some(slot)))
+        Ok(Acquired::new(self, login, conn, Instant::now(), Some(slot)))
     }
 
     /// The parked connection if it may still be used; otherwise it is closed (idle too
@@ -191,11 +198,11 @@ impl Source {
         let Parked {
             mut conn,
             since,
-            leased_at,
+            first_acquired,
         } = parked;
         if options
             .get_max_lifetime()
-            .is_some_and(|max| leased_at.elapsed() >= max)
+            .is_some_and(|max| first_acquired.elapsed() >= max)
         {
             return None; // dropped: the pool closes it if it is past its lifetime
         }
@@ -222,31 +229,32 @@ impl Drop for Source {
     }
 }
 
-/// A connection borrowed for one operation. [`Lease::park`] keeps it for the next
-/// operation; dropping the lease instead hands it back to the pool.
-pub(crate) struct Lease<'a> {
+/// A connection acquired for one operation (the parked one or one from the pool).
+/// [`Acquired::park`] keeps it for the next operation; dropping it instead hands it back
+/// to the pool.
+pub(crate) struct Acquired<'a> {
     source: &'a Source,
     /// The login (pool) the connection came from.
     login: Arc<Login>,
     conn: Option<PoolConnection<Postgres>>,
-    leased_at: Instant,
+    first_acquired: Instant,
     /// Held while the parked connection is in use, so nobody else parks one meanwhile.
     slot: Option<MutexGuard<'a, Option<Parked>>>,
 }
 
-impl<'a> Lease<'a> {
+impl<'a> Acquired<'a> {
     fn new(
         source: &'a Source,
         login: Arc<Login>,
         conn: PoolConnection<Postgres>,
-        leased_at: Instant,
+        first_acquired: Instant,
         slot: Option<MutexGuard<'a, Option<Parked>>>,
     ) -> Self {
         Self {
             source,
             login,
             conn: Some(conn),
-            leased_at,
+            first_acquired,
             slot,
         }
     }
@@ -263,7 +271,7 @@ impl<'a> Lease<'a> {
         let parked = Parked {
             conn,
             since: Instant::now(),
-            leased_at: self.leased_at,
+            first_acquired: self.first_acquired,
         };
         if let Some(slot) = self.slot.as_mut() {
             **slot = Some(parked);
@@ -275,21 +283,21 @@ impl<'a> Lease<'a> {
     }
 }
 
-impl Deref for Lease<'_> {
+impl Deref for Acquired<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
         self.conn
             .as_ref()
-            .expect("a lease holds its connection until dropped")
+            .expect("an acquired connection is held until dropped")
     }
 }
 
-impl DerefMut for Lease<'_> {
+impl DerefMut for Acquired<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         self.conn
             .as_mut()
-            .expect("a lease holds its connection until dropped")
+            .expect("an acquired connection is held until dropped")
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod bulk;
 mod config;
 mod credentials;
+pub mod deadline;
 mod error;
 pub mod filter;
 pub mod json_vector;
@@ -33,6 +34,7 @@ mod writes;
 
 pub use config::{parse_setting, Config, ConfigError, Function};
 pub use credentials::{CredentialSource, SourceFuture};
+pub use deadline::{within_deadline, DEADLINE_RESERVE, STATEMENT_GRACE};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};
 pub use json_vector::JsonVector;
@@ -171,8 +173,10 @@ impl Database {
         self.dimensions
             .get_or_try_init(|| async {
                 let mut conn = self.primary.lease().await?;
-                let typmod: Option<i32> = sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS)
-                    .fetch_optional(&mut *conn)
+                let typmod: Option<i32> = self
+                    .round_trip(
+                        sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS).fetch_optional(&mut *conn),
+                    )
                     .await?;
                 conn.park();
                 match typmod {
@@ -188,7 +192,8 @@ impl Database {
     }
 
     /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts
-    /// (once more on a new connection if the kept one was lost).
+    /// and the invocation's deadline (once more on a new connection if the kept one was
+    /// lost).
     pub async fn health(&self) -> Result<(), StorageError> {
         self.relogin(|| retry::reconnecting(|| self.health_once()))
             .await
@@ -197,8 +202,9 @@ impl Database {
     async fn health_once(&self) -> Result<(), StorageError> {
         let mut conn = self.read_source().lease().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
-        sqlx::query(sql::HEALTH).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.round_trip(sqlx::query(sql::HEALTH).execute(&mut *tx))
+            .await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(())
     }
@@ -211,7 +217,18 @@ impl Database {
         begin: &str,
     ) -> Result<Transaction<'c, Postgres>, StorageError> {
         let statement = sql::begin_with_timeout(begin, self.statement_timeout);
-        Ok((**conn).begin_with(statement).await?)
+        self.round_trip((**conn).begin_with(statement)).await
+    }
+
+    /// Runs one round trip of an operation (`BEGIN`, a statement, `COMMIT`) within the
+    /// statement timeout, plus a grace for the server's own cancellation to arrive, and
+    /// the invocation's deadline (`deadline.rs`).
+    async fn round_trip<T, E, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<StorageError>,
+    {
+        deadline::round_trip(self.statement_timeout, work).await
     }
 }
 

@@ -7,22 +7,22 @@
 //! never reused, so the function recovers as soon as the path does. And a purge batch
 //! that could not take the advisory lock makes the run say `complete: false`.
 
+mod fault_support;
+
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
-use ingest::{Ingest, Limits};
-use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::{
-    context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
+use fault_support::{
+    search, search_state, seed, sqs_event, stored, upserts, with_timeouts, within, Answer,
 };
+use ingest::{Ingest, Limits};
+use kit_support::events::context_with_deadline;
 use kit_support::proxy::{Proxy, Trip};
 use kit_support::TestDb;
-use lambda_http::{Body, Request, RequestExt};
 use lambda_runtime::LambdaEvent;
 use purge::{Purge, PurgeRequest, Settings, Stop};
-use serde_json::{json, Value};
-use storage::{Config, Function, Namespace, Upsert, Vector, WriteOp};
+use storage::{Config, Function};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -35,13 +35,6 @@ fn search_bound() -> Duration {
     ACQUIRE + STATEMENT + Duration::from_secs(1)
 }
 
-/// Fails the test instead of hanging when a bound is missing.
-async fn within<T>(limit: Duration, what: &str, work: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(limit, work)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?}"))
-}
-
 /// `function`'s configuration on this test's database, through `proxy`, with `acquire`
 /// and `statement` as its own timeouts.
 fn through(
@@ -52,80 +45,25 @@ fn through(
     statement: Duration,
 ) -> Config {
     let config = t.config_as(function);
-    let mut config = config.with_url(proxy.url(&config.database_url));
-    config.acquire_timeout = acquire;
-    config.statement_timeout = statement;
-    config
-}
-
-/// Writes `n` rows into namespace `default` (directly, not through the proxy); returns
-/// the first vector, to search for.
-async fn seed(t: &TestDb, n: usize, created_at: chrono::DateTime<Utc>) -> Vec<f32> {
-    let vectors = clustered(n, 2, DIMS, 0.4, 5);
-    let ops: Vec<WriteOp> = vectors
-        .iter()
-        .map(|v| {
-            WriteOp::Upsert(Upsert {
-                namespace: Namespace::default(),
-                id: Uuid::new_v4(),
-                embedding: Vector::from(v.clone()),
-                content: None,
-                metadata: Default::default(),
-                version: 1,
-                created_at,
-            })
-        })
-        .collect();
-    t.db.write_batch(&ops).await.unwrap();
-    vectors[0].clone()
-}
-
-/// One search request through the real handler, with a Lambda context whose deadline
-/// is `deadline_s` away; the status, the `Retry-After` header and the JSON body.
-async fn search(
-    state: &search::Search,
-    vector: &[f32],
-    deadline_s: f64,
-) -> (u16, Option<String>, Value) {
-    let body = json!({"namespace": "default", "vector": vector, "k": 5}).to_string();
-    let event = http_v2_request("POST", "/search", "", Some(&body), None);
-    let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
-        .expect("a valid API Gateway event")
-        .with_lambda_context(context_with_deadline(deadline_s));
-    let response = search::handler(state, request)
-        .await
-        .expect("the handler never fails");
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (response.status().as_u16(), retry_after, body)
-}
-
-fn search_state(config: &Config) -> search::Search {
-    search::Search::new(config, search::Limits::default(), search::Auth::none()).unwrap()
+    let url = proxy.url(&config.database_url);
+    with_timeouts(config.with_url(url), acquire, statement)
 }
 
 /// A search must have answered `503 database_unavailable` with `Retry-After`, within
 /// `bound` of `started`.
-fn assert_unavailable_in_time(
-    answer: (u16, Option<String>, Value),
-    started: Instant,
-    bound: Duration,
-    case: &str,
-) {
+fn assert_unavailable_in_time(answer: Answer, started: Instant, bound: Duration, case: &str) {
     let elapsed = started.elapsed();
-    let (status, retry_after, body) = answer;
-    assert_eq!(status, 503, "{case}: {body}");
+    assert_eq!(answer.status, 503, "{case}: {:?}", answer.body);
     assert_eq!(
-        body["error"]["code"], "database_unavailable",
-        "{case}: {body}"
+        answer.code(),
+        Some("database_unavailable"),
+        "{case}: {:?}",
+        answer.body
     );
-    assert!(retry_after.is_some(), "{case}: a 503 carries Retry-After");
+    assert!(
+        answer.retry_after.is_some(),
+        "{case}: a 503 carries Retry-After"
+    );
     assert!(
         elapsed <= bound,
         "{case}: answered after {elapsed:?}, over the bound {bound:?}"
@@ -137,7 +75,7 @@ fn assert_unavailable_in_time(
 async fn a_search_on_a_path_silent_before_connecting_answers_503_in_time() {
     within(Duration::from_secs(60), "the test", async {
         let t = TestDb::new().await.unwrap();
-        let vector = seed(&t, 20, Utc::now()).await;
+        let vector = seed(&t.db, 20, Utc::now()).await;
         let proxy = Proxy::start(&t.app_url).await;
         proxy.go_silent();
         let state = search_state(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
@@ -171,7 +109,7 @@ async fn a_search_on_a_path_silent_before_connecting_answers_503_in_time() {
 async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_recovers() {
     within(Duration::from_secs(90), "the test", async {
         let t = TestDb::new().await.unwrap();
-        let vector = seed(&t, 20, Utc::now()).await;
+        let vector = seed(&t.db, 20, Utc::now()).await;
         // Both ways the kept connection meets the silence: used at once (its statement
         // gets no answer), or after sitting idle (its check gets none).
         for idle_first in [false, true] {
@@ -182,8 +120,8 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
             };
             let proxy = Proxy::start(&t.app_url).await;
             let state = search_state(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
-            let (status, _, body) = search(&state, &vector, 30.0).await;
-            assert_eq!(status, 200, "{case}: {body}");
+            let answer = search(&state, &vector, 30.0).await;
+            assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
             if idle_first {
                 tokio::time::sleep(Duration::from_millis(1_200)).await;
             }
@@ -207,8 +145,12 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
             proxy.speak();
             let accepted = proxy.connections_accepted();
             let started = Instant::now();
-            let (status, _, body) = search(&state, &vector, 30.0).await;
-            assert_eq!(status, 200, "{case}: after the path came back: {body}");
+            let answer = search(&state, &vector, 30.0).await;
+            assert_eq!(
+                answer.status, 200,
+                "{case}: after the path came back: {:?}",
+                answer.body
+            );
             assert!(
                 proxy.connections_accepted() > accepted,
                 "{case}: a new connection"
@@ -225,15 +167,8 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
 
 /// An SQS event of `n` valid upserts (message ids `m0`…), and its ids.
 fn ingest_event(n: usize) -> (SqsEvent, Vec<Uuid>) {
-    let vectors = clustered(n, 2, DIMS, 0.4, 9);
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
-    let bodies: Vec<String> = ids
-        .iter()
-        .zip(&vectors)
-        .map(|(id, v)| upsert_body(*id, "default", v, json!({}), 1))
-        .collect();
-    let event = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    (event, ids)
+    let (ids, bodies) = upserts(n, 9);
+    (sqs_event(&bodies), ids)
 }
 
 /// Runs the ingest handler on `event` with a deadline `deadline_s` away; returns the
@@ -254,13 +189,11 @@ async fn ingest(state: &Ingest, event: SqsEvent, deadline_s: f64) -> (Vec<String
     (failed, started.elapsed())
 }
 
-async fn stored(t: &TestDb, ids: &[Uuid]) -> i64 {
+async fn stored_in(t: &TestDb, ids: &[Uuid]) -> i64 {
     let admin = t.admin_pool().await.unwrap();
-    let n = sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
+    let mut conn = admin.acquire().await.unwrap();
+    let n = stored(&mut conn, ids).await;
+    drop(conn);
     admin.close().await;
     n
 }
@@ -310,7 +243,11 @@ async fn an_ingest_batch_on_a_silent_path_is_reported_in_full_before_its_deadlin
                 took < Duration::from_secs_f64(deadline_s),
                 "{case}: answered after {took:?}, past the {deadline_s} s deadline"
             );
-            assert_eq!(stored(&t, &ids).await, 0, "{case}: nothing was committed");
+            assert_eq!(
+                stored_in(&t, &ids).await,
+                0,
+                "{case}: nothing was committed"
+            );
             eprintln!(
                 "{case}: all 20 records reported after {} ms",
                 took.as_millis()
@@ -324,7 +261,7 @@ async fn an_ingest_batch_on_a_silent_path_is_reported_in_full_before_its_deadlin
                 failed.is_empty(),
                 "{case}: after the path came back: {failed:?}"
             );
-            assert_eq!(stored(&t, &ids).await, 20, "{case}");
+            assert_eq!(stored_in(&t, &ids).await, 20, "{case}");
             state.db.close().await;
         }
     })
@@ -346,7 +283,7 @@ fn purge_state(config: &Config) -> Purge {
 async fn a_purge_on_a_silent_path_stops_cleanly_in_time() {
     within(Duration::from_secs(90), "the test", async {
         let t = TestDb::new().await.unwrap();
-        seed(&t, 30, Utc::now() - chrono::Duration::days(90)).await;
+        seed(&t.db, 30, Utc::now() - chrono::Duration::days(90)).await;
 
         // Silent before connecting, own bounds first: a clean, bounded failure.
         let proxy = Proxy::start(&t.app_url).await;
@@ -400,7 +337,7 @@ async fn a_purge_on_a_silent_path_stops_cleanly_in_time() {
 #[tokio::test]
 async fn a_purge_batch_that_cannot_take_the_advisory_lock_leaves_the_run_incomplete() {
     let t = TestDb::new().await.unwrap();
-    seed(&t, 30, Utc::now() - chrono::Duration::days(90)).await;
+    seed(&t.db, 30, Utc::now() - chrono::Duration::days(90)).await;
     let state = Purge::new(&t.config_as(Function::Purge), Settings::default()).unwrap();
     let admin = t.admin_pool().await.unwrap();
     let mut holder = admin.begin().await.unwrap();

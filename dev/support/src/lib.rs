@@ -10,6 +10,7 @@
 pub mod corpus;
 pub mod events;
 pub mod moto;
+pub mod private_stack;
 pub mod proxy;
 pub mod roles;
 pub mod search_corpus;
@@ -157,7 +158,7 @@ pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
     Ok((app, admin.disable_statement_logging()))
 }
 
-fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
+pub(crate) fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
     // The query (sslmode, sslrootcert=/path/to/ca.crt) is kept, and its slashes are not the path's.
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (prefix, _) = base

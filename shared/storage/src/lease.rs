@@ -136,17 +136,18 @@ impl Source {
         tokio::spawn(async move { old.pool.close().await });
     }
 
-    /// The login's defaults, read on first use and cached until the pool is replaced.
-    pub async fn login_defaults(&self) -> Result<LoginDefaults, StorageError> {
+    /// The login's defaults, read on first use (one round trip, bounded by
+    /// `statement_timeout` as every round trip is) and cached until the pool is replaced.
+    pub async fn login_defaults(
+        &self,
+        statement_timeout: Duration,
+    ) -> Result<LoginDefaults, StorageError> {
         if let Some(defaults) = self.current().defaults.get() {
             return Ok(*defaults);
         }
         let mut conn = self.lease().await?;
-        // One small read, before any statement timeout is known: bounded like the
-        // connection's own check, by the acquire timeout.
-        let acquire = conn.login.pool.options().get_acquire_timeout();
         let (timeout_ms, plan_cache_mode): (i64, String) = deadline::round_trip(
-            acquire,
+            statement_timeout,
             sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn),
         )
         .await?;

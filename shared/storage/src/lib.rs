@@ -144,7 +144,9 @@ impl Database {
     /// longer than `DB_STATEMENT_TIMEOUT_MS`. Otherwise each search opens a read
     /// transaction that sets them first.
     pub async fn searches_run_alone(&self) -> Result<bool, StorageError> {
-        let defaults = self.relogin(|| self.read_source().login_defaults()).await?;
+        let defaults = self
+            .relogin(|| self.read_source().login_defaults(self.statement_timeout))
+            .await?;
         Ok(defaults.bound_within(self.statement_timeout))
     }
 

@@ -93,7 +93,10 @@ impl Database {
         let statement = search_statement(query.filter.as_ref())?;
         let source = self.read_source();
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
-        let alone = source.login_defaults().await?.bound_within(timeout);
+        let alone = source
+            .login_defaults(self.statement_timeout)
+            .await?
+            .bound_within(timeout);
         let mut conn = source.lease().await?;
         let rows = if alone {
             round_trip(timeout, statement.bind(query).fetch_all(&mut *conn)).await?

@@ -1,5 +1,6 @@
 //! Real Lambda event JSON (the `aws_lambda_events` fixtures' shapes), filled in.
 
+use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::{json, Value};
 
 const SQS_EVENT: &str = include_str!("../fixtures/example-sqs-event.json");
@@ -21,6 +22,45 @@ pub fn sqs_event_json(bodies: &[String], queue_arn: &str) -> Value {
         })
         .collect();
     json!({ "Records": records })
+}
+
+/// A message body as a test writes it: text, or `None` for a message without a body.
+pub trait MessageBody {
+    fn text(&self) -> Option<&str>;
+}
+
+impl MessageBody for String {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl MessageBody for &str {
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl MessageBody for Option<String> {
+    fn text(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+/// [`sqs_event_json`] typed as the ingest handler receives it; a `None` body is a
+/// message without one (`"body": null`).
+pub fn sqs_event<B: MessageBody>(bodies: &[B], queue_arn: &str) -> SqsEvent {
+    let texts: Vec<String> = bodies
+        .iter()
+        .map(|b| b.text().unwrap_or_default().to_owned())
+        .collect();
+    let mut value = sqs_event_json(&texts, queue_arn);
+    for (i, body) in bodies.iter().enumerate() {
+        if body.text().is_none() {
+            value["Records"][i]["body"] = Value::Null;
+        }
+    }
+    serde_json::from_value(value).expect("a valid SQS event")
 }
 
 pub const STANDARD_QUEUE: &str = "arn:aws:sqs:us-west-2:123456789012:kit-ingest";

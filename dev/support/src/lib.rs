@@ -1,6 +1,9 @@
-//! Shared helpers for the integration tests: a fresh database per test (cloned from a
-//! migrated template), connections through the real PgBouncer, real Lambda event JSON,
-//! and synthetic embeddings.
+//! Dev-only helpers shared by the integration tests (`tests/it`) and the tooling: one copy
+//! of each. [`TestStack`] is a test's own database plus the three functions on it, each
+//! logged in as its own role and invoked with real Lambda event JSON: the way tests talk
+//! to the functions. Beside it: [`TestDb`] (a fresh database per test, cloned from a
+//! migrated template, reached through the real PgBouncer), the AWS sample events
+//! (`events`), corpora, the fault proxy, moto, test login roles and database URLs.
 //!
 //! Tests read `DATABASE_URL` (through PgBouncer, the ingest role), the functions' own
 //! `INGEST_DATABASE_URL`, `SEARCH_DATABASE_URL` and `PURGE_DATABASE_URL`, and
@@ -8,12 +11,19 @@
 //! `.kit/env`. A test connects as the role of the function it tests ([`TestDb::config_as`]).
 
 pub mod corpus;
+pub mod database_url;
 pub mod events;
+pub mod lookup;
 pub mod moto;
 pub mod private_stack;
 pub mod proxy;
 pub mod roles;
 pub mod search_corpus;
+pub mod stack;
+pub mod text;
+
+pub use database_url::sslrootcert;
+pub use stack::{IngestFn, PurgeFn, Reply, SearchFn, TestStack};
 
 use std::time::Duration;
 
@@ -21,6 +31,11 @@ use anyhow::{bail, Context};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection, PgPool};
 use storage::{Config, Database, Function, MIGRATOR};
+
+use database_url::with_database;
+
+/// [`TestDb::row_snapshot`]: `(namespace, id) → (version, xmin, updated_at)`.
+pub type RowSnapshot = std::collections::BTreeMap<(String, uuid::Uuid), (i64, String, String)>;
 
 /// A database of its own for one test, reached through PgBouncer like production.
 pub struct TestDb {
@@ -85,6 +100,39 @@ impl TestDb {
         sqlx::query("ANALYZE embeddings").execute(&admin).await?;
         admin.close().await;
         Ok(())
+    }
+
+    /// The rows in `embeddings`, counted as the admin straight from PostgreSQL.
+    pub async fn count_rows(&self) -> anyhow::Result<i64> {
+        let admin = self.admin_pool().await?;
+        let n = sqlx::query_scalar("SELECT count(*) FROM embeddings")
+            .fetch_one(&admin)
+            .await?;
+        admin.close().await;
+        Ok(n)
+    }
+
+    /// Every row as `(namespace, id) → (version, xmin, updated_at)`, read as the admin: a
+    /// write that rewrote a row, even with the same values, changed its `xmin`.
+    pub async fn row_snapshot(&self) -> anyhow::Result<RowSnapshot> {
+        use sqlx::Row;
+        let admin = self.admin_pool().await?;
+        let rows = sqlx::query(
+            "SELECT namespace, id, version, xmin::text AS xmin, updated_at::text AS updated_at
+             FROM embeddings",
+        )
+        .fetch_all(&admin)
+        .await?;
+        admin.close().await;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    (r.get("namespace"), r.get("id")),
+                    (r.get("version"), r.get("xmin"), r.get("updated_at")),
+                )
+            })
+            .collect())
     }
 
     /// Storage configuration pointing at this test's database through PgBouncer (the
@@ -156,19 +204,6 @@ pub fn stack_urls() -> anyhow::Result<(String, PgConnectOptions)> {
         .parse()
         .context("DATABASE_ADMIN_URL does not parse")?;
     Ok((app, admin.disable_statement_logging()))
-}
-
-pub(crate) fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
-    // The query (sslmode, sslrootcert=/path/to/ca.crt) is kept, and its slashes are not the path's.
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let (prefix, _) = base
-        .rsplit_once('/')
-        .context("database URL without a path")?;
-    Ok(if query.is_empty() {
-        format!("{prefix}/{name}")
-    } else {
-        format!("{prefix}/{name}?{query}")
-    })
 }
 
 /// The template holding the current migrations, named by their checksums so a changed
@@ -263,18 +298,16 @@ pub async fn pgbouncer_setting(key: &str) -> anyhow::Result<String> {
         .with_context(|| format!("PgBouncer's SHOW CONFIG has no {key}"))
 }
 
-/// The CA file a stack URL verifies its server against (its `sslrootcert`, as
-/// `scripts/stack.sh` writes it), if it names one.
-pub fn sslrootcert(url: &str) -> Option<std::path::PathBuf> {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sslrootcert="))
-        .map(|path| std::path::PathBuf::from(path.replace("%20", " ")))
-}
-
 /// The local stack's CA: what every stack URL verifies against.
 pub fn stack_ca() -> std::path::PathBuf {
     let url = std::env::var("DATABASE_URL").unwrap_or_default();
     sslrootcert(&url).expect("DATABASE_URL names its CA with sslrootcert (scripts/stack.sh)")
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (for a server the test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind a free port on 127.0.0.1")
 }

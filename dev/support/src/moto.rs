@@ -4,7 +4,7 @@
 //! guard drops (also when the test panics), so tests share nothing and run in any order.
 
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,6 +14,8 @@ use credentials::aws_config::{self, Region};
 use credentials::aws_sdk_secretsmanager::config::Credentials;
 use credentials::aws_sdk_secretsmanager::primitives::Blob;
 use credentials::aws_sdk_secretsmanager::Client;
+
+use crate::free_port;
 
 pub const REGION: &str = "us-east-1";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(90);
@@ -176,13 +178,6 @@ impl Drop for Moto {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("bind a free port on 127.0.0.1")
 }
 
 /// An RDS-style secret value as the SAM template generates it.

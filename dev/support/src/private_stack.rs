@@ -116,8 +116,8 @@ impl PrivateStack {
             root,
             dir,
             kit_bin,
-            pg_port: free_port()?,
-            pgbouncer_port: free_port()?,
+            pg_port: crate::free_port(),
+            pgbouncer_port: crate::free_port(),
             env: HashMap::new(),
         };
         stack.stack(&["wipe"])?; // a leftover of this pid's namesake
@@ -145,7 +145,7 @@ impl PrivateStack {
     /// production defaults (`DB_*` timeouts) unless the caller changes them.
     pub fn config(&self, function: Function, database: &str) -> Config {
         let url = self.url(function, database);
-        Config::from_lookup(|name| (name == "DATABASE_URL").then(|| url.clone()))
+        Config::from_lookup(crate::lookup::from_pairs(&[("DATABASE_URL", &url)]))
             .expect("the stack's URLs are valid")
     }
 
@@ -365,13 +365,6 @@ fn kit_binary(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A port nothing listens on now (the kernel's choice for a throwaway listener).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// The `export NAME='value'` lines of a stack env file.
 fn read_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path)
@@ -386,5 +379,5 @@ fn read_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 
 /// `url` with its database replaced by `database`, its query (TLS settings) kept.
 fn with_database(url: &str, database: &str) -> String {
-    crate::with_database(url, database).expect("a stack URL has a database path")
+    crate::database_url::with_database(url, database).expect("a stack URL has a database path")
 }

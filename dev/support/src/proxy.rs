@@ -93,10 +93,7 @@ impl Proxy {
 
     /// `database_url` with its host and port replaced by the proxy's.
     pub fn url(&self, database_url: &str) -> String {
-        let (scheme, rest) = database_url.split_once("://").expect("scheme");
-        let (userinfo, after) = rest.rsplit_once('@').expect("userinfo");
-        let path = after.find('/').map(|i| &after[i..]).unwrap_or("");
-        format!("{scheme}://{userinfo}@{}{path}", self.addr)
+        crate::database_url::with_address(database_url, self.addr)
     }
 
     pub fn arm(&self, trip: Trip) {

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use kit_support::{pgbouncer_setting, stack_ca, stack_urls};
+use kit_support::database_url::{login, without_query};
+use kit_support::lookup::from_pairs;
+use kit_support::{free_port, pgbouncer_setting, stack_ca, stack_urls};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use sqlx::{ConnectOptions, Connection};
 
@@ -21,7 +23,8 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("kit-tls-{name}-{}", std::process::id()));
+        // Tests share this process: the name and a fresh id keep their folders apart.
+        let dir = std::env::temp_dir().join(format!("kit-tls-{name}-{}", uuid::Uuid::new_v4()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         run("chmod", &["755", dir.to_str().unwrap()]);
@@ -134,18 +137,9 @@ impl TestBouncer {
     fn start(scratch: &Scratch, ca: &Path) -> TestBouncer {
         let (_, admin) = stack();
         let admin_url = std::env::var("DATABASE_ADMIN_URL").unwrap();
-        let password = admin_url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split_once('@'))
-            .and_then(|(userinfo, _)| userinfo.split_once(':'))
-            .map(|(_, password)| password.to_owned())
-            .expect("DATABASE_ADMIN_URL has a password");
+        let (_, password) = login(&admin_url).expect("DATABASE_ADMIN_URL has a password");
         let user = admin.get_username().to_owned();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let log = scratch.path("pgbouncer.log");
         std::fs::copy(ca, scratch.path("ca.crt")).unwrap();
         std::fs::write(scratch.path("users.txt"), format!("\"{user}\" \"\"\n")).unwrap();
@@ -273,18 +267,13 @@ async fn the_stack_pgbouncer_requires_tls_and_verifies_postgresql() {
 
 /// The stack's app URL without its query: what `credentials` builds from the login secret.
 fn url_without_tls() -> String {
-    let url = std::env::var("DATABASE_URL").unwrap();
-    url.split_once('?')
-        .map_or(url.clone(), |(base, _)| base.to_owned())
+    without_query(&std::env::var("DATABASE_URL").unwrap()).to_owned()
 }
 
 /// A function's `storage::Config` from `vars`, as `main` builds it from the environment.
 fn function_config(vars: &[(&str, String)]) -> Result<storage::Config, storage::ConfigError> {
-    storage::Config::from_lookup(|name| {
-        vars.iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.clone())
-    })
+    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    storage::Config::from_lookup(from_pairs(&pairs))
 }
 
 async fn health(config: &storage::Config) -> Result<(), String> {
@@ -359,19 +348,7 @@ fn repo_file(path: &str) -> PathBuf {
 
 /// The stack app role's name and password (from DATABASE_URL).
 fn app_login() -> (String, String) {
-    let url = std::env::var("DATABASE_URL").unwrap();
-    let (_, rest) = url.split_once("://").unwrap();
-    let (userinfo, _) = rest.split_once('@').unwrap();
-    let (user, password) = userinfo.split_once(':').unwrap();
-    (user.to_owned(), password.to_owned())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    login(&std::env::var("DATABASE_URL").unwrap()).unwrap()
 }
 
 /// The entrypoint's environment as the task definition sets it, for the stack's database.
@@ -596,7 +573,7 @@ fn the_container_refuses_to_start_without_verified_tls() {
     assert!(stderr.contains("is missing or empty"), "{stderr}");
     // A key from another issue: the secret was updated by halves.
     let stderr = refused_start(|env| {
-        let other = std::env::temp_dir().join(format!("kit-tls-other-{}", std::process::id()));
+        let other = std::env::temp_dir().join(format!("kit-tls-other-{}", uuid::Uuid::new_v4()));
         kit::deploy::tls::issue("localhost", &other, 1).unwrap();
         let key = std::fs::read_to_string(other.join(kit::deploy::tls::SERVER_KEY)).unwrap();
         let _ = std::fs::remove_dir_all(&other);

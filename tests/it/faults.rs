@@ -9,20 +9,19 @@
 //! delivered again, as SQS would, until stored); searches fail only with `503
 //! database_unavailable`, and recover (the time is printed: `-- --nocapture`).
 
-mod fault_support;
-
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
-use fault_support::{
-    search, search_state, seed, sqs_event, stored, upserts, with_timeouts, within,
-};
-use ingest::{Ingest, Limits};
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::upsert_body;
 use kit_support::private_stack::{PrivateStack, Shutdown};
 use kit_support::proxy::Proxy;
+use kit_support::search_corpus::write_rows;
+use kit_support::{IngestFn, SearchFn};
+use serde_json::{json, Map};
 use sqlx::Row;
 use storage::{Config, Database, Function, STATEMENT_GRACE};
 use tokio::time::Instant;
@@ -35,21 +34,57 @@ const BATCH: usize = 25;
 const INGESTERS: usize = 2;
 const SEARCHERS: usize = 2;
 
-/// The committed kit.toml's bounds.
-fn ingest_config(stack: &PrivateStack, db: &str) -> Config {
-    with_timeouts(
-        stack.config(Function::Ingest, db),
-        Duration::from_secs(3),
-        Duration::from_secs(15),
-    )
+/// `function`'s configuration on `db` with the committed kit.toml's bounds.
+fn config(stack: &PrivateStack, function: Function, db: &str) -> Config {
+    let mut config = stack.config(function, db);
+    (config.acquire_timeout, config.statement_timeout) = match function {
+        Function::Ingest => (Duration::from_secs(3), Duration::from_secs(15)),
+        Function::Search => (Duration::from_secs(1), Duration::from_secs(3)),
+        Function::Purge => (Duration::from_secs(5), Duration::from_secs(60)),
+    };
+    config
 }
 
-fn search_config(stack: &PrivateStack, db: &str) -> Config {
-    with_timeouts(
-        stack.config(Function::Search, db),
-        Duration::from_secs(1),
-        Duration::from_secs(3),
-    )
+fn ingest_fn(stack: &PrivateStack, db: &str) -> IngestFn {
+    let mut ingest = IngestFn::new(
+        &config(stack, Function::Ingest, db),
+        ingest::Limits::default(),
+    );
+    ingest.state.emit_metrics = false;
+    ingest
+}
+
+fn search_fn(config: &Config) -> SearchFn {
+    let mut search = SearchFn::new(config, search::Limits::default(), search::Auth::none());
+    search.state.emit_metrics = false;
+    search
+}
+
+/// A search for `vector` in namespace `default` with `deadline_s` left: status, code.
+async fn search(search: &SearchFn, vector: &[f32], deadline_s: f64) -> (u16, Option<String>) {
+    let body = json!({"namespace": "default", "vector": vector, "k": 5});
+    let reply = search.post_search_within(&body, deadline_s).await;
+    (reply.status, reply.code().map(str::to_owned))
+}
+
+/// A migrated database of its own on the private stack with `n` rows in namespace
+/// `default`; the first vector, to search for.
+async fn seeded(stack: &PrivateStack, n: usize) -> (String, Vec<f32>) {
+    let db = stack.create_database().await.unwrap();
+    let writer = Database::connect_lazy(&config(stack, Function::Ingest, &db)).unwrap();
+    let vectors = clustered(n, 2, DIMS, 0.4, 5);
+    write_rows(&writer, "default", &vectors, &vec![Map::new(); n])
+        .await
+        .unwrap();
+    writer.close().await;
+    (db, vectors[0].clone())
+}
+
+/// Fails the test instead of hanging.
+async fn within<T>(limit: Duration, what: &str, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?}"))
 }
 
 /// SQS as the ingest function sees it: messages delivered in batches; the ones a batch
@@ -70,7 +105,12 @@ struct Queue {
 
 impl Queue {
     fn new(n: usize) -> Arc<Queue> {
-        let (ids, bodies) = upserts(n, 17);
+        let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+        let bodies = ids
+            .iter()
+            .zip(clustered(n, 2, DIMS, 0.4, 17))
+            .map(|(id, v)| upsert_body(*id, "default", &v, json!({}), 1))
+            .collect();
         Arc::new(Queue {
             ids,
             bodies,
@@ -106,12 +146,10 @@ impl Queue {
 
 /// One ingest "invocation" after another, each with a 10 s deadline, until the queue
 /// is empty.
-async fn ingest_until_empty(queue: Arc<Queue>, state: Arc<Ingest>) {
+async fn ingest_until_empty(queue: Arc<Queue>, ingest: IngestFn) {
     while let Some(batch) = queue.receive().await {
-        let bodies: Vec<String> = batch.iter().map(|&i| queue.bodies[i].clone()).collect();
-        let event = sqs_event(&bodies);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let report = ingest::process(&state, &event.records, deadline).await;
+        let bodies: Vec<&str> = batch.iter().map(|&i| queue.bodies[i].as_str()).collect();
+        let report = ingest.process(&bodies, 10.0).await;
         let failed: Vec<usize> = report
             .failures
             .iter()
@@ -137,19 +175,18 @@ type Answers = Arc<Mutex<Vec<(Instant, u16, Option<String>, Duration)>>>;
 
 /// One search environment searching until told to stop.
 async fn search_until(
-    state: Arc<search::Search>,
+    searcher: SearchFn,
     vector: Vec<f32>,
     stop: Arc<AtomicBool>,
     answers: Answers,
 ) {
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        let answer = search(&state, &vector, 15.0).await;
-        let code = answer.code().map(str::to_owned);
+        let (status, code) = search(&searcher, &vector, 15.0).await;
         answers
             .lock()
             .unwrap()
-            .push((Instant::now(), answer.status, code, started.elapsed()));
+            .push((Instant::now(), status, code, started.elapsed()));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -194,17 +231,15 @@ impl Fault {
 /// quarter of the records are stored; checks and prints what the functions did.
 async fn survive_mid_stream(fault: Fault) {
     let stack = PrivateStack::shared().await.unwrap();
-    let db = stack.create_database().await.unwrap();
-    let writer = Database::connect_lazy(&ingest_config(&stack, &db)).unwrap();
-    let vector = seed(&writer, 40, Utc::now()).await;
-    writer.close().await;
+    let (db, vector) = seeded(&stack, 40).await;
 
     let queue = Queue::new(RECORDS);
     let ingesters: Vec<_> = (0..INGESTERS)
         .map(|_| {
-            let mut state = Ingest::new(&ingest_config(&stack, &db), Limits::default()).unwrap();
-            state.emit_metrics = false;
-            tokio::spawn(ingest_until_empty(Arc::clone(&queue), Arc::new(state)))
+            tokio::spawn(ingest_until_empty(
+                Arc::clone(&queue),
+                ingest_fn(&stack, &db),
+            ))
         })
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -212,7 +247,7 @@ async fn survive_mid_stream(fault: Fault) {
     let searchers: Vec<_> = (0..SEARCHERS)
         .map(|_| {
             tokio::spawn(search_until(
-                Arc::new(search_state(&search_config(&stack, &db))),
+                search_fn(&config(&stack, Function::Search, &db)),
                 vector.clone(),
                 Arc::clone(&stop),
                 Arc::clone(&answers),
@@ -249,11 +284,12 @@ async fn survive_mid_stream(fault: Fault) {
 
     // Ingest: every record stored, exactly once.
     let mut admin = stack.admin(&db).await.unwrap();
-    assert_eq!(
-        stored(&mut admin, &queue.ids).await,
-        RECORDS as i64,
-        "{fault:?}: records lost"
-    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE id = ANY($1)")
+        .bind(&queue.ids)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(stored, RECORDS as i64, "{fault:?}: records lost");
     assert_eq!(
         queue.written.load(Ordering::SeqCst),
         RECORDS,
@@ -394,17 +430,16 @@ impl Storm {
             }
             (backends, waiting, wait)
         };
-        let config = search_config(stack, db);
+        let config = config(stack, Function::Search, db);
         let storm = async {
             let spawned: Vec<_> = (0..clients)
                 .map(|_| {
-                    let state = search_state(&config);
+                    let searcher = search_fn(&config);
                     let vector = vector.to_vec();
                     tokio::spawn(async move {
                         let started = Instant::now();
-                        let answer = search(&state, &vector, 15.0).await;
-                        let code = answer.code().map(str::to_owned);
-                        (answer.status, code, started.elapsed())
+                        let (status, code) = search(&searcher, &vector, 15.0).await;
+                        (status, code, started.elapsed())
                     })
                 })
                 .collect();
@@ -452,10 +487,7 @@ async fn a_connection_storm_waits_in_pgbouncer_and_never_reaches_postgres() {
     const CLIENTS: usize = 60;
     const POOL: usize = 4;
     let stack = PrivateStack::shared().await.unwrap();
-    let db = stack.create_database().await.unwrap();
-    let writer = Database::connect_lazy(&ingest_config(&stack, &db)).unwrap();
-    let vector = seed(&writer, 40, Utc::now()).await;
-    writer.close().await;
+    let (db, vector) = seeded(&stack, 40).await;
     for setting in [
         format!("SET default_pool_size = {POOL}"),
         "SET reserve_pool_size = 0".to_owned(),
@@ -464,7 +496,7 @@ async fn a_connection_storm_waits_in_pgbouncer_and_never_reaches_postgres() {
         stack.pgbouncer_admin(&setting).await.unwrap();
     }
     let query_wait = Duration::from_secs(1);
-    let config = search_config(&stack, &db);
+    let config = config(&stack, Function::Search, &db);
     // Every answer within the client's own bounds: a connection, then three round trips.
     let own_bounds = config.acquire_timeout + 3 * (config.statement_timeout + STATEMENT_GRACE);
 
@@ -545,33 +577,30 @@ async fn a_connection_storm_waits_in_pgbouncer_and_never_reaches_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_frozen_past_the_idle_timeouts_is_replaced_before_use() {
     let stack = PrivateStack::shared().await.unwrap();
-    let db = stack.create_database().await.unwrap();
-    let writer = Database::connect_lazy(&ingest_config(&stack, &db)).unwrap();
-    let vector = seed(&writer, 20, Utc::now()).await;
-    writer.close().await;
+    let (db, vector) = seeded(&stack, 20).await;
     stack
         .pgbouncer_admin("SET server_idle_timeout = 1")
         .await
         .unwrap();
 
-    let config = search_config(&stack, &db);
+    let config = config(&stack, Function::Search, &db);
     let proxy = Proxy::start(&config.database_url).await;
     proxy.set_idle_timeout(Some(Duration::from_millis(1_500)));
-    let balanced = search_state(&config.with_url(proxy.url(&config.database_url)));
-    let direct = search_state(&config);
-    for state in [&balanced, &direct] {
-        assert_eq!(search(state, &vector, 15.0).await.status, 200);
+    let balanced = search_fn(&config.with_url(proxy.url(&config.database_url)));
+    let direct = search_fn(&config);
+    for searcher in [&balanced, &direct] {
+        assert_eq!(search(searcher, &vector, 15.0).await.0, 200);
     }
     let accepted = proxy.connections_accepted();
     tokio::time::sleep(Duration::from_secs(3)).await; // frozen
 
-    for (state, case) in [
+    for (searcher, case) in [
         (&direct, "past server_idle_timeout"),
         (&balanced, "past both"),
     ] {
         let started = Instant::now();
-        let answer = search(state, &vector, 15.0).await;
-        assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+        let (status, code) = search(searcher, &vector, 15.0).await;
+        assert_eq!(status, 200, "{case}: {code:?}");
         eprintln!(
             "thawed, {case}: 200 after {} ms",
             started.elapsed().as_millis()

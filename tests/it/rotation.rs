@@ -6,23 +6,17 @@
 //!
 //! Needs the stack (`make test`) and moto (scripts/install-moto.sh).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
 use credentials::{Environment, SecretSource, DATABASE_SECRET_ARN};
-use ingest::Ingest;
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::{
-    context_with_deadline, http_v2_request, sqs_event_json, upsert_body, STANDARD_QUEUE,
-};
+use kit_support::events::upsert_body;
+use kit_support::lookup::from_pairs;
 use kit_support::moto::{rds_secret_json, Moto};
 use kit_support::pgbouncer_console;
 use kit_support::roles::{sync_pgbouncer_auth_file, TestRole};
-use kit_support::{stack_ca, TestDb};
-use lambda_http::{Body, Request};
-use lambda_runtime::LambdaEvent;
-use search::{Limits, Search};
+use kit_support::{stack_ca, IngestFn, SearchFn, TestDb};
+use search::Limits;
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::Row;
@@ -30,7 +24,7 @@ use uuid::Uuid;
 
 /// One function's warm state, built the way its `main` builds it, from the secret.
 struct Warm<T> {
-    state: T,
+    function: T,
     source: Arc<SecretSource>,
 }
 
@@ -38,41 +32,42 @@ struct Warm<T> {
 async fn environment(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Environment {
     // The secret names PgBouncer without TLS parameters, as on AWS; the CA comes from the
     // environment (on AWS from DATABASE_CA_SECRET_ARN).
-    let mut map = HashMap::from([
-        (DATABASE_SECRET_ARN.to_owned(), arn.to_owned()),
-        (
-            "DATABASE_SSLROOTCERT".to_owned(),
-            stack_ca().display().to_string(),
-        ),
-    ]);
-    map.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    Environment::load_with(move |name| map.get(name).cloned(), moto.loader())
+    let ca = stack_ca().display().to_string();
+    let base = [(DATABASE_SECRET_ARN, arn), ("DATABASE_SSLROOTCERT", &ca)];
+    let lookup = from_pairs(&[&base[..], extra].concat());
+    Environment::load_with(lookup, moto.loader())
         .await
         .expect("the secret resolves")
 }
 
-async fn warm_search(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<Search> {
+async fn warm_search(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<SearchFn> {
     let env = environment(moto, arn, extra).await;
     let config = storage::Config::from_lookup(|name| env.get(name)).unwrap();
-    let mut state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
-    state.db.set_credential_source(env.credential_source());
-    state.emit_metrics = false;
+    let mut state = SearchFn::new(&config, Limits::default(), search::Auth::none());
+    state
+        .state
+        .db
+        .set_credential_source(env.credential_source());
     let source = env.secret_source().expect("a secret source").clone();
-    Warm { state, source }
+    Warm {
+        function: state,
+        source,
+    }
 }
 
-async fn warm_ingest(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<Ingest> {
+async fn warm_ingest(moto: &Moto, arn: &str, extra: &[(&str, &str)]) -> Warm<IngestFn> {
     let env = environment(moto, arn, extra).await;
     let config = storage::Config::from_lookup(|name| env.get(name)).unwrap();
-    let mut state = Ingest::new(&config, ingest::Limits::default()).unwrap();
-    state.db.set_credential_source(env.credential_source());
-    state.emit_metrics = false;
+    let mut state = IngestFn::new(&config, ingest::Limits::default());
+    state
+        .state
+        .db
+        .set_credential_source(env.credential_source());
     let source = env.secret_source().expect("a secret source").clone();
-    Warm { state, source }
+    Warm {
+        function: state,
+        source,
+    }
 }
 
 /// The secret of `role` for `t`'s database through PgBouncer, with `password`.
@@ -98,41 +93,25 @@ async fn put_secret(moto: &Moto, arn: &str, value: &str) {
         .expect("put the new secret value into moto");
 }
 
-async fn search(state: &Search, vector: &[f32]) -> (u16, Option<String>, Value) {
-    let body = json!({"namespace": "rot", "vector": vector, "k": 3}).to_string();
-    let event = http_v2_request("POST", "/search", "", Some(&body), None);
-    let request: Request =
-        search::event::request_from_slice(event.to_string().as_bytes()).expect("a valid event");
-    let response = search::handler(state, request)
-        .await
-        .expect("the handler never fails");
-    let retry_after = response
-        .headers()
+async fn search(state: &SearchFn, vector: &[f32]) -> (u16, Option<String>, Value) {
+    let reply = state
+        .post_search(&json!({"namespace": "rot", "vector": vector, "k": 3}))
+        .await;
+    let retry_after = reply
+        .headers
         .get("retry-after")
         .map(|value| value.to_str().unwrap().to_owned());
-    let body = match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (response.status().as_u16(), retry_after, body)
+    (reply.status, retry_after, reply.body)
 }
 
 /// Ingests one record per vector with the given ids; returns the failed message ids.
-async fn ingest(state: &Ingest, ids: &[Uuid], vectors: &[Vec<f32>]) -> Vec<String> {
+async fn ingest(state: &IngestFn, ids: &[Uuid], vectors: &[Vec<f32>]) -> Vec<String> {
     let bodies: Vec<String> = ids
         .iter()
         .zip(vectors)
         .map(|(id, v)| upsert_body(*id, "rot", v, json!({}), 1))
         .collect();
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    let response = ingest::handler(state, LambdaEvent::new(event, context_with_deadline(30.0)))
-        .await
-        .expect("the handler never fails");
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|failure| failure.item_identifier)
-        .collect()
+    state.deliver(&bodies).await
 }
 
 /// How many rows the test database holds for `ids` (read as the admin, directly).
@@ -191,8 +170,8 @@ async fn rotate(t: &TestDb, role: &mut TestRole, moto: &Moto, arn: &str) {
 
 /// Every request succeeds: the batch is written whole and each search finds its vector.
 async fn serve(
-    search_fn: &Search,
-    ingest_fn: &Ingest,
+    search_fn: &SearchFn,
+    ingest_fn: &IngestFn,
     ids: &[Uuid],
     vectors: &[Vec<f32>],
     search_first: bool,
@@ -212,15 +191,22 @@ async fn serve(
     }
 }
 
-#[tokio::test]
-async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_request() {
+/// A test database, a login role of the test's own, and a secret in moto holding its
+/// password, named `secret_name`: returns the database, the role, moto and the ARN.
+async fn a_role_behind_a_secret(secret_name: &str) -> (TestDb, TestRole, Moto, String) {
     let t = TestDb::new().await.unwrap();
     let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
+    let role = TestRole::create(&t, &first).await.unwrap();
     let moto = Moto::start();
     let arn = moto
-        .create_string_secret("kit/rotation", &secret_json(&t, &role, &first))
+        .create_string_secret(secret_name, &secret_json(&t, &role, &first))
         .await;
+    (t, role, moto, arn)
+}
+
+#[tokio::test]
+async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_request() {
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation").await;
     // Two rotations seconds apart: no minimum interval between re-reads here (the
     // interval is the other test's subject).
     let interval = [("DATABASE_SECRET_REREAD_INTERVAL_MS", "0")];
@@ -231,8 +217,8 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
 
     // Warm: both functions serve, and keep their connection to PgBouncer.
     serve(
-        &search_fn.state,
-        &ingest_fn.state,
+        &search_fn.function,
+        &ingest_fn.function,
         &ids[..3],
         &vectors[..3],
         false,
@@ -247,8 +233,8 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
     // connection then works as it is (PgBouncer holds the new keys now).
     rotate(&t, &mut role, &moto, &arn).await;
     serve(
-        &search_fn.state,
-        &ingest_fn.state,
+        &search_fn.function,
+        &ingest_fn.function,
         &ids[3..6],
         &vectors[3..6],
         false,
@@ -274,8 +260,8 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
         .await
         .unwrap();
     serve(
-        &search_fn.state,
-        &ingest_fn.state,
+        &search_fn.function,
+        &ingest_fn.function,
         &ids[6..],
         &vectors[6..],
         true,
@@ -283,8 +269,8 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
     .await;
     assert_eq!(search_fn.source.rereads(), 1);
     assert_eq!(ingest_fn.source.rereads(), 2);
-    assert_eq!(search_fn.state.db.credential_renewals(), 1);
-    assert_eq!(ingest_fn.state.db.credential_renewals(), 2);
+    assert_eq!(search_fn.function.state.db.credential_renewals(), 1);
+    assert_eq!(ingest_fn.function.state.db.credential_renewals(), 2);
     assert_eq!(stored(&t, &ids).await, ids.len() as i64);
 
     drop((search_fn, ingest_fn));
@@ -294,13 +280,7 @@ async fn a_rotated_password_is_picked_up_by_warm_functions_without_a_failed_requ
 
 #[tokio::test]
 async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
-    let t = TestDb::new().await.unwrap();
-    let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
-    let moto = Moto::start();
-    let arn = moto
-        .create_string_secret("kit/rotation-wrong", &secret_json(&t, &role, &first))
-        .await;
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation-wrong").await;
     // Re-read at most once a second (the default is 10 s), so the test can fix the secret.
     let interval = [("DATABASE_SECRET_REREAD_INTERVAL_MS", "1000")];
     let search_fn = warm_search(&moto, &arn, &interval).await;
@@ -309,10 +289,10 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
     let vectors = clustered(6, 2, DIMS, 0.05, 11);
     let ids: Vec<Uuid> = vectors.iter().map(|_| Uuid::new_v4()).collect();
     assert_eq!(
-        ingest(&ingest_fn.state, &ids[..1], &vectors[..1]).await,
+        ingest(&ingest_fn.function, &ids[..1], &vectors[..1]).await,
         Vec::<String>::new()
     );
-    let (status, _, body) = search(&search_fn.state, &vectors[0]).await;
+    let (status, _, body) = search(&search_fn.function, &vectors[0]).await;
     assert_eq!(status, 200, "{body}");
 
     // The role's password changes, but the secret gets a wrong one.
@@ -325,7 +305,7 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
     // Search: 503 database_unavailable with Retry-After, never 500; the secret is
     // re-read once, not once per request.
     for _ in 0..3 {
-        let (status, retry_after, body) = search(&search_fn.state, &vectors[0]).await;
+        let (status, retry_after, body) = search(&search_fn.function, &vectors[0]).await;
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["error"]["code"], "database_unavailable", "{body}");
         assert_eq!(retry_after.as_deref(), Some("1"));
@@ -334,7 +314,7 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
 
     // Ingest: every record of the batch is reported, none written.
     let batch = &ids[1..];
-    let failures = ingest(&ingest_fn.state, batch, &vectors[1..]).await;
+    let failures = ingest(&ingest_fn.function, batch, &vectors[1..]).await;
     let expected: Vec<String> = (0..batch.len()).map(|i| format!("m{i}")).collect();
     assert_eq!(failures, expected);
     assert_eq!(stored(&t, batch).await, 0);
@@ -344,15 +324,15 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
     put_secret(&moto, &arn, &secret_json(&t, &role, &second)).await;
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
-        ingest(&ingest_fn.state, batch, &vectors[1..]).await,
+        ingest(&ingest_fn.function, batch, &vectors[1..]).await,
         Vec::<String>::new()
     );
     assert_eq!(
-        ingest(&ingest_fn.state, batch, &vectors[1..]).await,
+        ingest(&ingest_fn.function, batch, &vectors[1..]).await,
         Vec::<String>::new()
     );
     assert_eq!(stored(&t, &ids).await, ids.len() as i64);
-    let (status, _, body) = search(&search_fn.state, &vectors[3]).await;
+    let (status, _, body) = search(&search_fn.function, &vectors[3]).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"][0]["id"], json!(ids[3]));
 
@@ -363,13 +343,7 @@ async fn a_wrong_password_in_the_secret_is_503_and_loses_no_record() {
 
 #[tokio::test]
 async fn a_renewed_login_closes_the_connections_of_the_old_one() {
-    let t = TestDb::new().await.unwrap();
-    let first = password();
-    let mut role = TestRole::create(&t, &first).await.unwrap();
-    let moto = Moto::start();
-    let arn = moto
-        .create_string_secret("kit/rotation-pool", &secret_json(&t, &role, &first))
-        .await;
+    let (t, mut role, moto, arn) = a_role_behind_a_secret("kit/rotation-pool").await;
     let settings = [("DB_MAX_CONNECTIONS", "2")];
     let search_fn = warm_search(&moto, &arn, &settings).await;
     let vector = clustered(1, 1, DIMS, 0.05, 3).remove(0);
@@ -380,8 +354,8 @@ async fn a_renewed_login_closes_the_connections_of_the_old_one() {
     let mut clients = 0;
     for _ in 0..10 {
         let (a, b) = tokio::join!(
-            search(&search_fn.state, &vector),
-            search(&search_fn.state, &vector)
+            search(&search_fn.function, &vector),
+            search(&search_fn.function, &vector)
         );
         assert_eq!((a.0, b.0), (200, 200), "{} {}", a.2, b.2);
         clients = settled_clients(&t, &role, 2).await;
@@ -398,7 +372,7 @@ async fn a_renewed_login_closes_the_connections_of_the_old_one() {
     // refuses (PgBouncer's stale keys): the login is renewed, and the old pool's idle
     // connection, still logged in to PgBouncer with the old password, is closed.
     rotate(&t, &mut role, &moto, &arn).await;
-    let (status, _, body) = search(&search_fn.state, &vector).await;
+    let (status, _, body) = search(&search_fn.function, &vector).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(search_fn.source.rereads(), 1);
     assert_eq!(settled_clients(&t, &role, 1).await, 1);

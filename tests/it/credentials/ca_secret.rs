@@ -1,25 +1,14 @@
 //! `resolve_database_ca_with` against a local Secrets Manager (moto): the CA PEM the functions
 //! verify PgBouncer against, and the errors for a secret that is missing or holds no certificate.
-//!
-//! Needs moto: run scripts/install-moto.sh.
-
-use std::collections::HashMap;
 
 use credentials::{
     resolve_database_ca_with, CredentialsError, DATABASE_CA_SECRET_ARN, DATABASE_SSLROOTCERT,
 };
+use kit_support::lookup::from_pairs as env;
 use kit_support::moto::{Moto, REGION};
 
 const CA_PEM: &str =
     "-----BEGIN CERTIFICATE-----\nMIIBfTCCASOgAwIBAgIU\n-----END CERTIFICATE-----\n";
-
-fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    move |name| map.get(name).cloned()
-}
 
 #[tokio::test]
 async fn the_ca_secret_resolves_to_its_pem_and_bad_ones_are_named() {

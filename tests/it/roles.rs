@@ -3,16 +3,14 @@
 //! insufficient_privilege), and row-level security shows a search only the namespace
 //! its own statement sets as the tenant, in every plan a search can take.
 
-use chrono::Utc;
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::search_corpus::nearest_query;
+use kit_support::database_url::login;
+use kit_support::search_corpus::{nearest_query, write_rows};
 use kit_support::TestDb;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use sqlx::{Connection, Executor, PgConnection};
 use storage::roles::{self, LoginRole, Password, RolesPlan};
-use storage::{
-    search_statement, Filter, Function, Namespace, SearchQuery, Upsert, Vector, WriteOp,
-};
+use storage::{search_statement, Filter, Function, Namespace, SearchQuery};
 use uuid::Uuid;
 
 const INSUFFICIENT_PRIVILEGE: &str = "42501";
@@ -196,28 +194,15 @@ async fn the_function_roles_hold_their_group_only_and_cannot_bypass_rls() {
 /// `n` rows in `namespace` with `{"tag": i % 50}`, written as the ingest role.
 async fn seed(t: &TestDb, namespace: &str, n: usize, seed: u64) -> Vec<(Uuid, Vec<f32>)> {
     let vectors = clustered(n, 8, DIMS, 0.4, seed);
-    let ingest = t.db_as(Function::Ingest);
-    let rows: Vec<(Uuid, Vec<f32>)> = vectors.into_iter().map(|v| (Uuid::new_v4(), v)).collect();
-    let ops: Vec<WriteOp> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (id, v))| {
-            WriteOp::Upsert(Upsert {
-                namespace: Namespace::parse(namespace).unwrap(),
-                id: *id,
-                embedding: Vector::from(v.clone()),
-                content: None,
-                metadata: json!({"tag": i % 50}).as_object().unwrap().clone(),
-                version: 0,
-                created_at: Utc::now(),
-            })
-        })
+    let metadata: Vec<Map<String, Value>> = (0..n)
+        .map(|i| json!({"tag": i % 50}).as_object().unwrap().clone())
         .collect();
-    for chunk in ops.chunks(500) {
-        ingest.write_batch(chunk).await.unwrap();
-    }
+    let ingest = t.db_as(Function::Ingest);
+    let ids = write_rows(&ingest, namespace, &vectors, &metadata)
+        .await
+        .unwrap();
     ingest.close().await;
-    rows
+    ids.into_iter().zip(vectors).collect()
 }
 
 /// The node types and index names of a plan, depth first.
@@ -368,12 +353,7 @@ fn stack_roles() -> Vec<LoginRole> {
         .map(|function| {
             let url = std::env::var(function.url_variable()).expect("the stack's .kit/env");
             let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
-            let (user, password) = url
-                .split_once("://")
-                .and_then(|(_, rest)| rest.split_once('@'))
-                .and_then(|(userinfo, _)| userinfo.split_once(':'))
-                .map(|(u, p)| (u.to_owned(), p.to_owned()))
-                .unwrap();
+            let (user, password) = login(&url).unwrap();
             assert_eq!(options.get_username(), user);
             LoginRole {
                 function,
@@ -428,4 +408,25 @@ async fn outcome_count(conn: &mut PgConnection) -> i64 {
         .fetch_one(conn)
         .await
         .unwrap()
+}
+
+/// `TestStack` runs each function as its own login role, as the functions run locally
+/// (`INGEST_DATABASE_URL`, …): the walls above hold for the handler tests too.
+#[tokio::test]
+async fn the_test_stack_runs_each_function_as_its_own_role() {
+    let t = kit_support::TestStack::new().await.unwrap();
+    let user = |db: storage::Database| async move {
+        let user: String = sqlx::query_scalar("SELECT current_user::text")
+            .fetch_one(&db.pool())
+            .await
+            .unwrap();
+        db.close().await;
+        user
+    };
+    assert_eq!(user(t.ingest().state.db).await, "kit_ingest");
+    assert_eq!(user(t.search().state.db).await, "kit_search");
+    assert_eq!(
+        user(t.purge(purge::Settings::default()).state.db).await,
+        "kit_purge"
+    );
 }

@@ -7,21 +7,16 @@
 //! never reused, so the function recovers as soon as the path does. And a purge batch
 //! that could not take the advisory lock makes the run say `complete: false`.
 
-mod fault_support;
-
+use std::future::Future;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use chrono::Utc;
-use fault_support::{
-    search, search_state, seed, sqs_event, stored, upserts, with_timeouts, within, Answer,
-};
-use ingest::{Ingest, Limits};
-use kit_support::events::context_with_deadline;
+use kit_support::corpus::{clustered, DIMS};
+use kit_support::events::{upsert_body, STANDARD_QUEUE};
 use kit_support::proxy::{Proxy, Trip};
-use kit_support::TestDb;
-use lambda_runtime::LambdaEvent;
-use purge::{Purge, PurgeRequest, Settings, Stop};
+use kit_support::search_corpus::write_rows;
+use kit_support::{IngestFn, PurgeFn, Reply, SearchFn, TestStack};
+use purge::{Settings, Stop};
+use serde_json::{json, Map, Value};
 use storage::{Config, Function};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -30,38 +25,59 @@ use uuid::Uuid;
 const ACQUIRE: Duration = Duration::from_millis(600);
 const STATEMENT: Duration = Duration::from_millis(1_000);
 
-/// What the issue promises a search on a silent path: an answer within this.
+/// What a search on a silent path promises: an answer within this.
 fn search_bound() -> Duration {
     ACQUIRE + STATEMENT + Duration::from_secs(1)
+}
+
+/// Fails the test instead of hanging when a bound is missing.
+async fn within<T>(limit: Duration, what: &str, work: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {limit:?}"))
 }
 
 /// `function`'s configuration on this test's database, through `proxy`, with `acquire`
 /// and `statement` as its own timeouts.
 fn through(
-    t: &TestDb,
+    t: &TestStack,
     proxy: &Proxy,
     function: Function,
     acquire: Duration,
     statement: Duration,
 ) -> Config {
     let config = t.config_as(function);
-    let url = proxy.url(&config.database_url);
-    with_timeouts(config.with_url(url), acquire, statement)
+    let mut config = config.with_url(proxy.url(&config.database_url));
+    config.acquire_timeout = acquire;
+    config.statement_timeout = statement;
+    config
+}
+
+/// `n` rows in namespace `default`; the first vector, to search for.
+async fn seed(t: &TestStack, n: usize) -> Vec<f32> {
+    let vectors = clustered(n, 2, DIMS, 0.4, 5);
+    write_rows(&t.db, "default", &vectors, &vec![Map::new(); n])
+        .await
+        .unwrap();
+    vectors[0].clone()
+}
+
+fn search_fn(config: &Config) -> SearchFn {
+    SearchFn::new(config, search::Limits::default(), search::Auth::none())
+}
+
+fn query(vector: &[f32]) -> Value {
+    json!({"namespace": "default", "vector": vector, "k": 5})
 }
 
 /// A search must have answered `503 database_unavailable` with `Retry-After`, within
 /// `bound` of `started`.
-fn assert_unavailable_in_time(answer: Answer, started: Instant, bound: Duration, case: &str) {
+fn assert_unavailable_in_time(reply: Reply, started: Instant, bound: Duration, case: &str) {
     let elapsed = started.elapsed();
-    assert_eq!(answer.status, 503, "{case}: {:?}", answer.body);
-    assert_eq!(
-        answer.code(),
-        Some("database_unavailable"),
-        "{case}: {:?}",
-        answer.body
-    );
+    assert_eq!(reply.status, 503, "{case}: {}", reply.body);
+    assert_eq!(reply.code(), Some("database_unavailable"), "{case}");
     assert!(
-        answer.retry_after.is_some(),
+        reply.headers.contains_key("retry-after"),
         "{case}: a 503 carries Retry-After"
     );
     assert!(
@@ -74,33 +90,24 @@ fn assert_unavailable_in_time(answer: Answer, started: Instant, bound: Duration,
 #[tokio::test]
 async fn a_search_on_a_path_silent_before_connecting_answers_503_in_time() {
     within(Duration::from_secs(60), "the test", async {
-        let t = TestDb::new().await.unwrap();
-        let vector = seed(&t.db, 20, Utc::now()).await;
+        let t = TestStack::new().await.unwrap();
+        let vector = seed(&t, 20).await;
         let proxy = Proxy::start(&t.app_url).await;
         proxy.go_silent();
-        let state = search_state(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
+        let search = search_fn(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
 
         let started = Instant::now();
-        let answer = search(&state, &vector, 30.0).await;
-        assert_unavailable_in_time(answer, started, search_bound(), "cold, silent");
+        let reply = search.post_search_within(&query(&vector), 30.0).await;
+        assert_unavailable_in_time(reply, started, search_bound(), "cold, silent");
 
         // The invocation's deadline bounds the operation when it comes first: with
         // long own timeouts, the answer comes before the deadline (minus the reserve).
-        let patient = search_state(&through(
-            &t,
-            &proxy,
-            Function::Search,
-            Duration::from_secs(20),
-            Duration::from_secs(20),
-        ));
+        let long = Duration::from_secs(20);
+        let patient = search_fn(&through(&t, &proxy, Function::Search, long, long));
         let started = Instant::now();
-        let answer = search(&patient, &vector, 1.5).await;
-        assert_unavailable_in_time(
-            answer,
-            started,
-            Duration::from_millis(1_500),
-            "cold, silent, the deadline first",
-        );
+        let reply = patient.post_search_within(&query(&vector), 1.5).await;
+        let case = "cold, silent, the deadline first";
+        assert_unavailable_in_time(reply, started, Duration::from_millis(1_500), case);
     })
     .await;
 }
@@ -108,8 +115,8 @@ async fn a_search_on_a_path_silent_before_connecting_answers_503_in_time() {
 #[tokio::test]
 async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_recovers() {
     within(Duration::from_secs(90), "the test", async {
-        let t = TestDb::new().await.unwrap();
-        let vector = seed(&t.db, 20, Utc::now()).await;
+        let t = TestStack::new().await.unwrap();
+        let vector = seed(&t, 20).await;
         // Both ways the kept connection meets the silence: used at once (its statement
         // gets no answer), or after sitting idle (its check gets none).
         for idle_first in [false, true] {
@@ -119,16 +126,16 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
                 "kept connection, silent at once"
             };
             let proxy = Proxy::start(&t.app_url).await;
-            let state = search_state(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
-            let answer = search(&state, &vector, 30.0).await;
-            assert_eq!(answer.status, 200, "{case}: {:?}", answer.body);
+            let search = search_fn(&through(&t, &proxy, Function::Search, ACQUIRE, STATEMENT));
+            let reply = search.post_search_within(&query(&vector), 30.0).await;
+            assert_eq!(reply.status, 200, "{case}: {}", reply.body);
             if idle_first {
                 tokio::time::sleep(Duration::from_millis(1_200)).await;
             }
             proxy.go_silent();
             let started = Instant::now();
-            let answer = search(&state, &vector, 30.0).await;
-            assert_unavailable_in_time(answer, started, search_bound(), case);
+            let reply = search.post_search_within(&query(&vector), 30.0).await;
+            assert_unavailable_in_time(reply, started, search_bound(), case);
 
             // The abandoned connection was closed, not kept nor handed back to the pool
             // (whose release check would wait on it for good, holding its only slot).
@@ -145,12 +152,8 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
             proxy.speak();
             let accepted = proxy.connections_accepted();
             let started = Instant::now();
-            let answer = search(&state, &vector, 30.0).await;
-            assert_eq!(
-                answer.status, 200,
-                "{case}: after the path came back: {:?}",
-                answer.body
-            );
+            let reply = search.post_search_within(&query(&vector), 30.0).await;
+            assert_eq!(reply.status, 200, "{case}, the path back: {}", reply.body);
             assert!(
                 proxy.connections_accepted() > accepted,
                 "{case}: a new connection"
@@ -159,94 +162,72 @@ async fn a_search_on_a_path_silent_after_connecting_answers_503_in_time_and_reco
                 "{case}: recovered in {} ms once the path answered",
                 started.elapsed().as_millis()
             );
-            state.db.close().await;
+            search.state.db.close().await;
         }
     })
     .await;
 }
 
-/// An SQS event of `n` valid upserts (message ids `m0`…), and its ids.
-fn ingest_event(n: usize) -> (SqsEvent, Vec<Uuid>) {
-    let (ids, bodies) = upserts(n, 9);
-    (sqs_event(&bodies), ids)
-}
-
-/// Runs the ingest handler on `event` with a deadline `deadline_s` away; returns the
-/// failed message ids and how long it took.
-async fn ingest(state: &Ingest, event: SqsEvent, deadline_s: f64) -> (Vec<String>, Duration) {
-    let started = Instant::now();
-    let response = ingest::handler(
-        state,
-        LambdaEvent::new(event, context_with_deadline(deadline_s)),
-    )
-    .await
-    .expect("the handler never fails for database trouble");
-    let failed = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
-    (failed, started.elapsed())
-}
-
-async fn stored_in(t: &TestDb, ids: &[Uuid]) -> i64 {
-    let admin = t.admin_pool().await.unwrap();
-    let mut conn = admin.acquire().await.unwrap();
-    let n = stored(&mut conn, ids).await;
-    drop(conn);
-    admin.close().await;
-    n
+/// `n` valid upserts for new ids in namespace `default`.
+fn upserts(n: usize) -> Vec<String> {
+    clustered(n, 2, DIMS, 0.4, 9)
+        .iter()
+        .map(|v| upsert_body(Uuid::new_v4(), "default", v, json!({}), 1))
+        .collect()
 }
 
 #[tokio::test]
 async fn an_ingest_batch_on_a_silent_path_is_reported_in_full_before_its_deadline() {
     within(Duration::from_secs(120), "the test", async {
-        let t = TestDb::new().await.unwrap();
+        let t = TestStack::new().await.unwrap();
         let deadline_s = 4.0;
+        let all: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        let mut stored = 0;
         // Silent before connecting; silent in the middle of the batch's transaction (the
         // upsert swallowed after BEGIN went through), with the steps' own bounds shorter
         // than the deadline; and the same with own bounds far longer: the deadline cuts.
+        let long = Duration::from_secs(30);
+        let mid_transaction = Trip::SilenceBefore(b"INSERT INTO embeddings");
         for (case, trip, acquire, statement) in [
             ("silent before connecting", None, ACQUIRE, STATEMENT),
             (
                 "silent mid-transaction",
-                Some(Trip::SilenceBefore(b"INSERT INTO embeddings")),
+                Some(mid_transaction.clone()),
                 ACQUIRE,
                 STATEMENT,
             ),
             (
                 "silent mid-transaction, long own timeouts",
-                Some(Trip::SilenceBefore(b"INSERT INTO embeddings")),
-                Duration::from_secs(30),
-                Duration::from_secs(30),
+                Some(mid_transaction),
+                long,
+                long,
             ),
         ] {
             let proxy = Proxy::start(&t.app_url).await;
-            let state = Ingest::new(
-                &through(&t, &proxy, Function::Ingest, acquire, statement),
-                Limits::default(),
-            )
-            .unwrap();
+            let config = through(&t, &proxy, Function::Ingest, acquire, statement);
+            let ingest = IngestFn::new(&config, ingest::Limits::default());
             match trip {
                 None => proxy.go_silent(),
                 Some(trip) => {
                     // Connected first: the dimensions are read and the connection kept.
-                    state.db.dimensions().await.unwrap();
+                    ingest.state.db.dimensions().await.unwrap();
                     proxy.arm(trip);
                 }
             }
-            let (event, ids) = ingest_event(20);
-            let (failed, took) = ingest(&state, event, deadline_s).await;
-            let expected: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
-            assert_eq!(failed, expected, "{case}: every record is reported");
+            let started = Instant::now();
+            let failed = ingest
+                .deliver_to(STANDARD_QUEUE, &upserts(20), deadline_s)
+                .await;
+            let took = started.elapsed();
+            assert_eq!(failed, all, "{case}: every record is reported");
             assert!(
                 took < Duration::from_secs_f64(deadline_s),
                 "{case}: answered after {took:?}, past the {deadline_s} s deadline"
             );
             assert_eq!(
-                stored_in(&t, &ids).await,
-                0,
-                "{case}: nothing was committed"
+                t.count_rows().await.unwrap(),
+                stored,
+                "{case}: nothing committed"
             );
             eprintln!(
                 "{case}: all 20 records reported after {} ms",
@@ -255,46 +236,49 @@ async fn an_ingest_batch_on_a_silent_path_is_reported_in_full_before_its_deadlin
 
             // Once the path answers, the redelivered batch is stored.
             proxy.speak();
-            let (event, ids) = ingest_event(20);
-            let (failed, _) = ingest(&state, event, 30.0).await;
-            assert!(
-                failed.is_empty(),
-                "{case}: after the path came back: {failed:?}"
-            );
-            assert_eq!(stored_in(&t, &ids).await, 20, "{case}");
-            state.db.close().await;
+            let failed = ingest.deliver_to(STANDARD_QUEUE, &upserts(20), 30.0).await;
+            assert!(failed.is_empty(), "{case}, the path back: {failed:?}");
+            stored += 20;
+            assert_eq!(t.count_rows().await.unwrap(), stored, "{case}");
+            ingest.state.db.close().await;
         }
     })
     .await;
 }
 
-fn purge_state(config: &Config) -> Purge {
-    Purge::new(
-        config,
-        Settings {
-            safety_margin: Duration::from_millis(200),
-            ..Settings::default()
-        },
-    )
-    .unwrap()
+/// Rows of namespace `default`, 90 days old: past the default retention.
+async fn seed_expired(t: &TestStack, n: usize) {
+    seed(t, n).await;
+    let admin = t.admin_pool().await.unwrap();
+    sqlx::query("UPDATE embeddings SET created_at = now() - interval '90 days'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+}
+
+fn purge_fn(config: &Config) -> PurgeFn {
+    let settings = Settings {
+        safety_margin: Duration::from_millis(200),
+        ..Settings::default()
+    };
+    PurgeFn::new(config, settings)
 }
 
 #[tokio::test]
 async fn a_purge_on_a_silent_path_stops_cleanly_in_time() {
     within(Duration::from_secs(90), "the test", async {
-        let t = TestDb::new().await.unwrap();
-        seed(&t.db, 30, Utc::now() - chrono::Duration::days(90)).await;
+        let t = TestStack::new().await.unwrap();
+        seed_expired(&t, 30).await;
 
         // Silent before connecting, own bounds first: a clean, bounded failure.
         let proxy = Proxy::start(&t.app_url).await;
         proxy.go_silent();
-        let state = purge_state(&through(&t, &proxy, Function::Purge, ACQUIRE, STATEMENT));
+        let purge = purge_fn(&through(&t, &proxy, Function::Purge, ACQUIRE, STATEMENT));
         let started = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let error = purge::run(&state, &PurgeRequest::default(), Utc::now(), deadline)
-            .await
-            .unwrap_err();
-        assert!(error.is_unavailable(), "{error}");
+        let error = purge.run(json!({}), 30.0).await.unwrap_err();
+        let unavailable = lambda_runtime::Diagnostic::from(error);
+        assert_eq!(unavailable.error_type, "DatabaseUnavailable");
         assert!(
             started.elapsed() <= ACQUIRE + STATEMENT + Duration::from_secs(1),
             "failed after {:?}",
@@ -304,21 +288,19 @@ async fn a_purge_on_a_silent_path_stops_cleanly_in_time() {
         // Silent once the first batch starts, own bounds longer than the invocation: the
         // batch is cut by the deadline, and the run says so instead of being killed.
         let proxy = Proxy::start(&t.app_url).await;
-        let config = through(
-            &t,
-            &proxy,
-            Function::Purge,
-            Duration::from_secs(30),
-            Duration::from_secs(30),
-        );
-        let state = purge_state(&config);
+        let long = Duration::from_secs(30);
+        let purge = purge_fn(&through(&t, &proxy, Function::Purge, long, long));
         proxy.arm(Trip::SilenceBefore(b"pg_try_advisory_xact_lock"));
         let started = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let report = purge::run(&state, &PurgeRequest::default(), Utc::now(), deadline)
+        let report = purge
+            .run(json!({}), 3.0)
             .await
             .expect("a run cut by its deadline reports");
-        assert!(Instant::now() < deadline, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(proxy.trips(), 1, "the path went silent mid-run");
         assert!(!report.complete, "{report:?}");
         assert_eq!(report.stopped, Some(Stop::Deadline), "{report:?}");
@@ -336,9 +318,9 @@ async fn a_purge_on_a_silent_path_stops_cleanly_in_time() {
 /// left: the run reports `complete: false`, and the next one finishes.
 #[tokio::test]
 async fn a_purge_batch_that_cannot_take_the_advisory_lock_leaves_the_run_incomplete() {
-    let t = TestDb::new().await.unwrap();
-    seed(&t.db, 30, Utc::now() - chrono::Duration::days(90)).await;
-    let state = Purge::new(&t.config_as(Function::Purge), Settings::default()).unwrap();
+    let t = TestStack::new().await.unwrap();
+    seed_expired(&t, 30).await;
+    let purge = t.purge(Settings::default());
     let admin = t.admin_pool().await.unwrap();
     let mut holder = admin.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('pgvector-lambda-kit:purge'))")
@@ -346,10 +328,7 @@ async fn a_purge_batch_that_cannot_take_the_advisory_lock_leaves_the_run_incompl
         .await
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let report = purge::run(&state, &PurgeRequest::default(), Utc::now(), deadline)
-        .await
-        .unwrap();
+    let report = purge.scheduled(60.0).await.unwrap();
     assert!(!report.complete, "{report:?}");
     assert_eq!(report.stopped, Some(Stop::LockBusy), "{report:?}");
     assert_eq!(report.deleted, 0, "{report:?}");
@@ -357,9 +336,7 @@ async fn a_purge_batch_that_cannot_take_the_advisory_lock_leaves_the_run_incompl
     assert_eq!(shown["stopped"], "lock_busy", "{shown}");
 
     holder.rollback().await.unwrap();
-    let report = purge::run(&state, &PurgeRequest::default(), Utc::now(), deadline)
-        .await
-        .unwrap();
+    let report = purge.scheduled(60.0).await.unwrap();
     assert!(report.complete, "{report:?}");
     assert_eq!(report.stopped, None, "{report:?}");
     assert_eq!(report.deleted, 30, "{report:?}");

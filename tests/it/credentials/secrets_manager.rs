@@ -1,23 +1,17 @@
 //! `resolve_database_url_with` against a local Secrets Manager (moto): the URL built from an
 //! RDS-style secret, and the errors for a missing secret and malformed ones.
-//!
-//! Needs moto: run scripts/install-moto.sh. Each test starts its own moto server.
-
-use std::collections::HashMap;
 
 use credentials::{resolve_database_url_with, CredentialsError, DATABASE_SECRET_ARN, DATABASE_URL};
+use kit_support::lookup::from_pairs;
 use kit_support::moto::{rds_secret_json, Moto, REGION};
 use percent_encoding::percent_decode_str;
 
 /// The environment a deployed function sees: only DATABASE_SECRET_ARN (plus `extra`).
-fn function_env(arn: &str, extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let mut map = HashMap::from([(DATABASE_SECRET_ARN.to_owned(), arn.to_owned())]);
-    map.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    move |name| map.get(name).cloned()
+fn function_env(
+    arn: &str,
+    extra: &[(&str, &str)],
+) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    from_pairs(&[&[(DATABASE_SECRET_ARN, arn)], extra].concat())
 }
 
 #[tokio::test]
@@ -204,16 +198,9 @@ async fn the_proxy_override_replaces_the_secrets_database_endpoint_at_cold_start
         "postgres://kit_search:pw1@kit.cluster.example:5432/kit"
     );
 
-    let mut map = HashMap::from([(DATABASE_SECRET_ARN.to_owned(), arn.clone())]);
-    map.extend(
-        proxy
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    let env =
-        credentials::Environment::load_with(move |name| map.get(name).cloned(), moto.loader())
-            .await
-            .unwrap();
+    let env = credentials::Environment::load_with(function_env(&arn, &proxy), moto.loader())
+        .await
+        .unwrap();
     assert_eq!(env.get(DATABASE_URL).as_deref(), Some(through_pgbouncer));
     let reread = env.secret_source().unwrap().reread().await.unwrap();
     assert_eq!(reread, through_pgbouncer, "the re-read keeps the override");

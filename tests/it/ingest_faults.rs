@@ -6,12 +6,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ingest::{handler, BatchReport, Ingest, Limits, Reason};
+use ingest::Reason;
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::{context_with_deadline, sqs_event_json, upsert_body, STANDARD_QUEUE};
-use kit_support::TestDb;
-use lambda_runtime::LambdaEvent;
+use kit_support::events::{sqs_event, upsert_body, STANDARD_QUEUE};
+use kit_support::proxy::{Proxy, Trip};
+use kit_support::{IngestFn, TestStack};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -20,26 +19,10 @@ use sqlx::{PgPool, Row};
 use storage::Config;
 use uuid::Uuid;
 
-use kit_support::proxy::{Proxy, Trip};
+use crate::alone::{is_child_for, run_alone};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// An SQS event whose records carry `bodies` (`None`: a message without a body), with
-/// message ids `m0`, `m1`, ….
-fn event(bodies: &[Option<String>]) -> SqsEvent {
-    let texts: Vec<String> = bodies
-        .iter()
-        .map(|b| b.clone().unwrap_or_default())
-        .collect();
-    let mut value = sqs_event_json(&texts, STANDARD_QUEUE);
-    for (i, body) in bodies.iter().enumerate() {
-        if body.is_none() {
-            value["Records"][i]["body"] = Value::Null;
-        }
-    }
-    serde_json::from_value(value).expect("a valid SQS event")
-}
 
 fn some(bodies: Vec<String>) -> Vec<Option<String>> {
     bodies.into_iter().map(Some).collect()
@@ -49,56 +32,8 @@ fn message_ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("m{i}")).collect()
 }
 
-/// Calls the real handler; returns the ids in `batchItemFailures`. The handler must not
-/// fail for anything in these tests.
-async fn deliver(state: &Ingest, bodies: &[Option<String>], deadline_s: f64) -> Vec<String> {
-    let response: SqsBatchResponse = handler(
-        state,
-        LambdaEvent::new(event(bodies), context_with_deadline(deadline_s)),
-    )
-    .await
-    .expect("the handler never returns Err for record content or database trouble");
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect()
-}
-
-/// `ingest::process` (what the handler runs) for the counts the response does not carry.
-async fn process(state: &Ingest, bodies: &[Option<String>], deadline_s: f64) -> BatchReport {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(deadline_s);
-    ingest::process(state, &event(bodies).records, deadline).await
-}
-
-fn state_with(config: &Config) -> Ingest {
-    Ingest::new(config, Limits::default()).expect("state")
-}
-
-async fn count_rows(admin: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM embeddings")
-        .fetch_one(admin)
-        .await
-        .unwrap()
-}
-
-/// Every row as `(namespace, id) → (version, xmin, updated_at)`: a repeat that rewrote a
-/// row would change its `xmin`.
-async fn snapshot(admin: &PgPool) -> BTreeMap<(String, Uuid), (i64, String, String)> {
-    sqlx::query(
-        "SELECT namespace, id, version, xmin::text AS xmin, updated_at::text AS updated_at FROM embeddings",
-    )
-    .fetch_all(admin)
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        (
-            (r.get("namespace"), r.get("id")),
-            (r.get("version"), r.get("xmin"), r.get("updated_at")),
-        )
-    })
-    .collect()
+fn state_with(config: &Config) -> IngestFn {
+    IngestFn::new(config, ingest::Limits::default())
 }
 
 /// Valid upsert bodies for `n` new ids in namespace `acme`, with small metadata.
@@ -204,10 +139,9 @@ fn reset_peak_rss() -> bool {
 /// redelivery counts each rejection under its reason code.
 #[tokio::test]
 async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
-    let t = TestDb::new().await.unwrap();
-    let mut state = state_with(&t.config());
-    state.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
-    let admin = t.admin_pool().await.unwrap();
+    let t = TestStack::new().await.unwrap();
+    let mut state = t.ingest();
+    state.state.allowed_namespaces = ingest::AllowedNamespaces::only(&["acme"]).unwrap();
     let mut stored = 0;
     for seed in [11u64, 12, 13] {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -229,16 +163,16 @@ async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
         expected_failures.sort_unstable();
         let expected_ids: Vec<String> = expected_failures.iter().map(|i| format!("m{i}")).collect();
 
-        let failures = deliver(&state, &bodies, 30.0).await;
+        let failures = state.deliver_to(STANDARD_QUEUE, &bodies, 30.0).await;
         assert_eq!(failures, expected_ids, "seed {seed}");
         stored += (bodies.len() - reasons.len()) as i64;
         assert_eq!(
-            count_rows(&admin).await,
+            t.count_rows().await.unwrap(),
             stored,
             "seed {seed}: every valid record stored"
         );
 
-        let report = process(&state, &bodies, 30.0).await;
+        let report = state.process(&bodies, 30.0).await;
         assert_eq!(report.rejected, expected_codes, "seed {seed}");
         assert_eq!(
             (
@@ -261,16 +195,15 @@ async fn poisoned_records_anywhere_in_a_batch_are_reported_exactly() {
 /// row per record, written once, never rewritten, no error and no failure anywhere.
 #[tokio::test]
 async fn repeated_and_concurrent_deliveries_store_each_record_once() {
-    let t = TestDb::new().await.unwrap();
-    let admin = t.admin_pool().await.unwrap();
-    let states: Vec<Ingest> = (0..3).map(|_| state_with(&t.config())).collect();
+    let t = TestStack::new().await.unwrap();
+    let states: Vec<IngestFn> = (0..3).map(|_| t.ingest()).collect();
     let (ids, bodies) = valid_batch(200, 21);
     let bodies = some(bodies);
 
     let (a, b, c) = tokio::join!(
-        process(&states[0], &bodies, 60.0),
-        process(&states[1], &bodies, 60.0),
-        process(&states[2], &bodies, 60.0),
+        states[0].process(&bodies, 60.0),
+        states[1].process(&bodies, 60.0),
+        states[2].process(&bodies, 60.0),
     );
     for report in [&a, &b, &c] {
         assert!(report.failures.is_empty(), "{report:?}");
@@ -281,24 +214,31 @@ async fn repeated_and_concurrent_deliveries_store_each_record_once() {
         "each record written by exactly one of the three: {a:?} {b:?} {c:?}"
     );
     assert_eq!(a.unchanged + b.unchanged + c.unchanged, 400);
-    let first = snapshot(&admin).await;
+    let first = t.row_snapshot().await.unwrap();
     assert_eq!(first.len(), 200);
     let stored: HashSet<Uuid> = first.keys().map(|(_, id)| *id).collect();
     assert_eq!(stored, ids.iter().copied().collect());
     let writers: HashSet<&String> = first.values().map(|(_, xmin, _)| xmin).collect();
     assert_eq!(writers.len(), 1, "one transaction wrote every row");
 
-    assert!(deliver(&states[0], &bodies, 30.0).await.is_empty());
-    assert_eq!(snapshot(&admin).await, first, "a redelivery rewrote rows");
+    assert!(states[0]
+        .deliver_to(STANDARD_QUEUE, &bodies, 30.0)
+        .await
+        .is_empty());
+    assert_eq!(
+        t.row_snapshot().await.unwrap(),
+        first,
+        "a redelivery rewrote rows"
+    );
 
     let (a, b, c) = tokio::join!(
-        deliver(&states[0], &bodies, 60.0),
-        deliver(&states[1], &bodies, 60.0),
-        deliver(&states[2], &bodies, 60.0),
+        states[0].deliver_to(STANDARD_QUEUE, &bodies, 60.0),
+        states[1].deliver_to(STANDARD_QUEUE, &bodies, 60.0),
+        states[2].deliver_to(STANDARD_QUEUE, &bodies, 60.0),
     );
     assert!(a.is_empty() && b.is_empty() && c.is_empty());
     assert_eq!(
-        snapshot(&admin).await,
+        t.row_snapshot().await.unwrap(),
         first,
         "concurrent redeliveries rewrote rows"
     );
@@ -309,9 +249,9 @@ async fn repeated_and_concurrent_deliveries_store_each_record_once() {
 /// them, so the two cannot deadlock.
 #[tokio::test]
 async fn concurrent_batches_lock_rows_in_key_order() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
-    let (sa, sb) = (state_with(&t.config()), state_with(&t.config()));
+    let (sa, sb) = (t.ingest(), t.ingest());
     let mut keys = [Uuid::new_v4(), Uuid::new_v4()];
     keys.sort();
     let [k1, k2] = keys;
@@ -320,7 +260,7 @@ async fn concurrent_batches_lock_rows_in_key_order() {
         upsert_body(k1, "acme", &v[0], json!({}), 1),
         upsert_body(k2, "acme", &v[1], json!({}), 1),
     ]);
-    assert!(deliver(&sa, &seed, 30.0).await.is_empty());
+    assert!(sa.deliver_to(STANDARD_QUEUE, &seed, 30.0).await.is_empty());
 
     // Someone else holds k1.
     let mut holder = admin.begin().await.unwrap();
@@ -352,8 +292,8 @@ async fn concurrent_batches_lock_rows_in_key_order() {
         k2_free.map(|_| ())
     };
     let (a, b, probed) = tokio::join!(
-        process(&sa, &forward, 30.0),
-        process(&sb, &reverse, 30.0),
+        sa.process(&forward, 30.0),
+        sb.process(&reverse, 30.0),
         control
     );
     probed.expect("k2 was locked while both batches waited for k1");
@@ -361,7 +301,7 @@ async fn concurrent_batches_lock_rows_in_key_order() {
         assert!(report.failures.is_empty(), "{report:?}");
         assert!(report.transient_errors.is_empty(), "{report:?}");
     }
-    let rows = snapshot(&admin).await;
+    let rows = t.row_snapshot().await.unwrap();
     assert!(rows.values().all(|(version, _, _)| *version == 3));
 }
 
@@ -369,9 +309,9 @@ async fn concurrent_batches_lock_rows_in_key_order() {
 /// absorbed by the retry: both batches end committed, neither reports a failure.
 #[tokio::test]
 async fn a_deadlock_is_absorbed_by_the_retry() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
-    let (sa, sb) = (state_with(&t.config()), state_with(&t.config()));
+    let (sa, sb) = (t.ingest(), t.ingest());
     let mut keys = [Uuid::new_v4(), Uuid::new_v4()];
     keys.sort();
     let [k1, k2] = keys;
@@ -380,7 +320,7 @@ async fn a_deadlock_is_absorbed_by_the_retry() {
         upsert_body(k1, "acme", &v[0], json!({}), 1),
         upsert_body(k2, "acme", &v[0], json!({}), 1),
     ]);
-    assert!(deliver(&sa, &seed, 30.0).await.is_empty());
+    assert!(sa.deliver_to(STANDARD_QUEUE, &seed, 30.0).await.is_empty());
 
     // B: upsert k2, then delete k1. A: upsert k1, then k2. With k2 held elsewhere, B
     // queues on k2 first, then A takes k1 and queues on k2 behind B; once k2 is free,
@@ -400,10 +340,10 @@ async fn a_deadlock_is_absorbed_by_the_retry() {
         .await
         .unwrap();
     let (go_a, a_may_start) = tokio::sync::oneshot::channel::<()>();
-    let run_b = process(&sb, &b_bodies, 60.0);
+    let run_b = sb.process(&b_bodies, 60.0);
     let run_a = async {
         a_may_start.await.unwrap();
-        process(&sa, &a_bodies, 60.0).await
+        sa.process(&a_bodies, 60.0).await
     };
     let control = async {
         wait_for_lock_waiters(&admin, 1).await; // B waits for k2
@@ -427,7 +367,7 @@ async fn a_deadlock_is_absorbed_by_the_retry() {
     );
     // Whichever order the retry produced, k2 ends at A's version 3, and k1 is either
     // deleted by B (A first) or re-inserted by A's retry (B first).
-    let rows = snapshot(&admin).await;
+    let rows = t.row_snapshot().await.unwrap();
     assert_eq!(rows[&("acme".to_owned(), k2)].0, 3);
     if let Some((version, _, _)) = rows.get(&("acme".to_owned(), k1)) {
         assert_eq!(*version, 3);
@@ -442,7 +382,7 @@ async fn a_deadlock_is_absorbed_by_the_retry() {
 async fn versions_applied_out_of_order_end_in_the_highest() {
     const KEYS: usize = 40;
     const VERSIONS: i64 = 5;
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
     let vectors = clustered(KEYS * VERSIONS as usize, 8, DIMS, 0.2, 51);
     let mut rng = StdRng::seed_from_u64(52);
@@ -479,7 +419,7 @@ async fn versions_applied_out_of_order_end_in_the_highest() {
 
     // One after the other, with exact accounting.
     let (keys, batches, bodies) = run("ordered", &mut rng);
-    let state = state_with(&t.config());
+    let state = t.ingest();
     let mut stored: HashMap<Uuid, i64> = HashMap::new();
     for (batch, bodies) in batches.iter().zip(&bodies) {
         let mut best: HashMap<Uuid, i64> = HashMap::new();
@@ -498,7 +438,7 @@ async fn versions_applied_out_of_order_end_in_the_highest() {
                 }
             }
         }
-        let report = process(&state, bodies, 30.0).await;
+        let report = state.process(bodies, 30.0).await;
         assert!(report.failures.is_empty(), "{report:?}");
         assert_eq!(
             (
@@ -530,12 +470,12 @@ async fn versions_applied_out_of_order_end_in_the_highest() {
 
     // All at once, on separate connections.
     let (_, _, bodies) = run("concurrent", &mut rng);
-    let states: Vec<Ingest> = bodies.iter().map(|_| state_with(&t.config())).collect();
+    let states: Vec<IngestFn> = bodies.iter().map(|_| t.ingest()).collect();
     let reports = futures_join_all(
         states
             .iter()
             .zip(&bodies)
-            .map(|(state, bodies)| process(state, bodies, 60.0)),
+            .map(|(state, bodies)| state.process(bodies, 60.0)),
     )
     .await;
     for report in &reports {
@@ -590,11 +530,22 @@ async fn futures_join_all<F: std::future::Future>(
 /// 10,000 records in one SQS event through the handler: all written in one transaction,
 /// with the handler's extra memory a small multiple of the event's payload (no
 /// quadratic structure anywhere in parsing, de-duplication, failure accounting or the
-/// column arrays).
+/// column arrays). Peak memory is the process's: the work runs in a process of its own.
+#[test]
+fn ten_thousand_records_in_one_batch_are_all_written_in_bounded_memory() {
+    run_alone(TEN_THOUSAND, &[], &[]);
+}
+
+const TEN_THOUSAND: &str = "ingest_faults::ten_thousand_records_in_its_own_process";
+
 #[tokio::test]
-async fn ten_thousand_records_in_one_batch_are_all_written_in_bounded_memory() {
+#[ignore = "runs in a process of its own, started by the test above"]
+async fn ten_thousand_records_in_its_own_process() {
+    if !is_child_for(TEN_THOUSAND) {
+        return;
+    }
     const N: usize = 10_000;
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
     // One transaction writes 10,000 HNSW entries: give the statement time to finish.
     let mut config = t.config();
@@ -617,22 +568,17 @@ async fn ten_thousand_records_in_one_batch_are_all_written_in_bounded_memory() {
         })
         .collect();
     let payload: u64 = bodies.iter().flatten().map(|b| b.len() as u64).sum();
-    let event = event(&bodies);
+    let event = sqs_event(&bodies, STANDARD_QUEUE);
     drop(bodies);
 
     let measured = reset_peak_rss();
     let before = current_rss().unwrap_or(0);
     let started = Instant::now();
-    let response = handler(
-        &state,
-        LambdaEvent::new(event, context_with_deadline(900.0)),
-    )
-    .await
-    .unwrap();
+    let response = state.invoke(event, 900.0).await;
     let elapsed = started.elapsed();
     let peak = peak_rss().unwrap_or(0);
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!(count_rows(&admin).await, N as i64);
+    assert_eq!(t.count_rows().await.unwrap(), N as i64);
     let stored: HashSet<Uuid> = sqlx::query_scalar("SELECT id FROM embeddings")
         .fetch_all(&admin)
         .await
@@ -665,11 +611,11 @@ async fn ten_thousand_records_in_one_batch_are_all_written_in_bounded_memory() {
 
 /// A state reaching PgBouncer through `proxy`, with short timeouts so a dead path turns
 /// into failures well inside the test's deadline.
-fn state_via(t: &TestDb, proxy: &Proxy) -> Ingest {
+fn state_via(t: &TestStack, proxy: &Proxy) -> IngestFn {
     let mut config = t.config().with_url(proxy.url(&t.app_url));
     config.acquire_timeout = Duration::from_millis(400);
     let mut state = state_with(&config);
-    state.reserve = Duration::from_millis(500);
+    state.state.reserve = Duration::from_millis(500);
     state
 }
 
@@ -680,13 +626,16 @@ fn state_via(t: &TestDb, proxy: &Proxy) -> Ingest {
 /// Once the path is back, a redelivery stores every record exactly once.
 #[tokio::test]
 async fn a_database_that_disappears_mid_batch_leaves_nothing_half_written() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let admin = t.admin_pool().await.unwrap();
     let proxy = Proxy::start(&t.app_url).await;
 
     let (_, earlier) = valid_batch(10, 70);
     let setup = state_via(&t, &proxy);
-    assert!(deliver(&setup, &some(earlier), 30.0).await.is_empty());
+    assert!(setup
+        .deliver_to(STANDARD_QUEUE, &some(earlier), 30.0)
+        .await
+        .is_empty());
     let mut expected_rows = 10;
 
     for (seed, trip) in [
@@ -697,32 +646,32 @@ async fn a_database_that_disappears_mid_batch_leaves_nothing_half_written() {
         let (ids, valid) = valid_batch(150, seed);
         let mut bodies = some(valid);
         bodies.insert(75, Some("{not json".to_owned()));
-        let before = snapshot(&admin).await;
+        let before = t.row_snapshot().await.unwrap();
         assert_eq!(before.len() as i64, expected_rows);
 
         // A fresh environment: its first use of each statement goes over the wire in full.
         let state = state_via(&t, &proxy);
         proxy.arm(trip.clone());
         let started = Instant::now();
-        let failures = deliver(&state, &bodies, 3.0).await;
+        let failures = state.deliver_to(STANDARD_QUEUE, &bodies, 3.0).await;
         assert_eq!(proxy.trips(), 1, "{trip:?}: the path was cut");
         assert_eq!(failures, message_ids(bodies.len()), "{trip:?}");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{trip:?}: gave up by the deadline"
         );
-        let after = snapshot(&admin).await;
+        let after = t.row_snapshot().await.unwrap();
         assert_eq!(after, before, "{trip:?}: nothing half-written");
 
         proxy.up().await;
-        let failures = deliver(&state, &bodies, 30.0).await;
+        let failures = state.deliver_to(STANDARD_QUEUE, &bodies, 30.0).await;
         assert_eq!(
             failures,
             ["m75"],
             "{trip:?}: only the invalid record, once the path is back"
         );
         expected_rows += ids.len() as i64;
-        assert_eq!(count_rows(&admin).await, expected_rows, "{trip:?}");
+        assert_eq!(t.count_rows().await.unwrap(), expected_rows, "{trip:?}");
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_one(&admin)
@@ -742,8 +691,7 @@ async fn a_database_that_disappears_mid_batch_leaves_nothing_half_written() {
 /// is stored once and no failure is reported.
 #[tokio::test]
 async fn an_outage_shorter_than_the_deadline_is_absorbed_by_the_retry() {
-    let t = TestDb::new().await.unwrap();
-    let admin = t.admin_pool().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let proxy = Proxy::start(&t.app_url).await;
     let mut config = t.config().with_url(proxy.url(&t.app_url));
     config.acquire_timeout = Duration::from_millis(400);
@@ -758,7 +706,7 @@ async fn an_outage_shorter_than_the_deadline_is_absorbed_by_the_retry() {
         proxy.up().await;
     };
     let started = Instant::now();
-    let (report, ()) = tokio::join!(process(&state, &bodies, 15.0), restore);
+    let (report, ()) = tokio::join!(state.process(&bodies, 15.0), restore);
     assert_eq!(proxy.trips(), 1);
     assert!(report.failures.is_empty(), "{report:?}");
     assert_eq!(report.written, ids.len());
@@ -767,15 +715,14 @@ async fn an_outage_shorter_than_the_deadline_is_absorbed_by_the_retry() {
         "the cut was seen and retried: {report:?}"
     );
     assert!(started.elapsed() >= Duration::from_secs(1));
-    assert_eq!(count_rows(&admin).await, ids.len() as i64);
+    assert_eq!(t.count_rows().await.unwrap(), ids.len() as i64);
 }
 
 /// A cold environment whose first connections are refused for about a second: the
 /// retry (and the pool's own connect loop) bridges the gap, no failures.
 #[tokio::test]
 async fn connections_refused_at_cold_start_are_retried_until_they_succeed() {
-    let t = TestDb::new().await.unwrap();
-    let admin = t.admin_pool().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let proxy = Proxy::start(&t.app_url).await;
     proxy.down();
     let mut config = t.config().with_url(proxy.url(&t.app_url));
@@ -787,12 +734,12 @@ async fn connections_refused_at_cold_start_are_retried_until_they_succeed() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         proxy.up().await;
     };
-    let (report, ()) = tokio::join!(process(&state, &bodies, 15.0), restore);
+    let (report, ()) = tokio::join!(state.process(&bodies, 15.0), restore);
     assert!(report.failures.is_empty(), "{report:?}");
     assert!(
         report.transient_errors.iter().all(|e| e == "connection")
             && !report.transient_errors.is_empty(),
         "{report:?}"
     );
-    assert_eq!(count_rows(&admin).await, ids.len() as i64);
+    assert_eq!(t.count_rows().await.unwrap(), ids.len() as i64);
 }

@@ -4,15 +4,14 @@
 //! namespace only in `AUTH_MODE=iam` or `none` and only without claims; ingest rejects
 //! records outside its queue's allow-list.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use ingest::{AllowedNamespaces, Ingest};
+use ingest::AllowedNamespaces;
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::{api_request, sqs_event_json, upsert_body, Caller, STANDARD_QUEUE};
-use kit_support::TestDb;
-use lambda_http::{Body, Request};
-use search::{handler, Auth, AuthMode, Limits, Search};
+use kit_support::events::{api_request, upsert_body, Caller};
+use kit_support::search_corpus::seed_rows;
+use kit_support::{Reply, SearchFn, TestStack};
+use search::{Auth, AuthMode, Limits};
 use serde_json::{json, Value};
-use storage::{Function, Namespace, Upsert, Vector, WriteOp};
+use storage::Namespace;
 use uuid::Uuid;
 
 const MODES: [AuthMode; 4] = [
@@ -24,32 +23,22 @@ const MODES: [AuthMode; 4] = [
 
 /// Two tenants, one row each, and a query vector near both.
 struct Tenants {
-    t: TestDb,
+    t: TestStack,
     acme: Uuid,
     victim: Uuid,
     vector: Vec<f32>,
 }
 
 async fn tenants() -> Tenants {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(2, 1, DIMS, 0.05, 41);
-    let (acme, victim) = (Uuid::new_v4(), Uuid::new_v4());
-    let ops: Vec<WriteOp> = [("acme", acme), ("victim", victim)]
-        .iter()
-        .zip(&vectors)
-        .map(|((namespace, id), v)| {
-            WriteOp::Upsert(Upsert {
-                namespace: Namespace::parse(namespace).unwrap(),
-                id: *id,
-                embedding: Vector::from(v.clone()),
-                content: None,
-                metadata: json!({"owner": namespace}).as_object().unwrap().clone(),
-                version: 0,
-                created_at: chrono::Utc::now(),
-            })
-        })
-        .collect();
-    t.db.write_batch(&ops).await.unwrap();
+    let owner = |namespace: &str| vec![json!({"owner": namespace}).as_object().unwrap().clone()];
+    let acme = seed_rows(&t, "acme", &vectors[..1], &owner("acme"))
+        .await
+        .unwrap()[0];
+    let victim = seed_rows(&t, "victim", &vectors[1..], &owner("victim"))
+        .await
+        .unwrap()[0];
     Tenants {
         t,
         acme,
@@ -58,29 +47,8 @@ async fn tenants() -> Tenants {
     }
 }
 
-fn state(t: &TestDb, mode: AuthMode) -> Search {
-    let mut state = Search::new(
-        &t.config_as(Function::Search),
-        Limits::default(),
-        Auth::with_mode(mode),
-    )
-    .unwrap();
-    state.emit_metrics = false;
-    state
-}
-
-async fn call(state: &Search, event: &Value) -> (u16, Value) {
-    let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
-        .unwrap_or_else(|e| panic!("the event must read ({e}): {event}"));
-    let response = handler(state, request)
-        .await
-        .expect("the handler never fails");
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (status, body)
+fn state(t: &TestStack, mode: AuthMode) -> SearchFn {
+    t.search_with(Limits::default(), Auth::with_mode(mode))
 }
 
 impl Tenants {
@@ -125,8 +93,8 @@ fn owners(body: &Value) -> Vec<String> {
     owners
 }
 
-fn assert_forbidden(reply: &(u16, Value), names: &[&str], what: &str) {
-    let (status, body) = reply;
+fn assert_forbidden(reply: &Reply, names: &[&str], what: &str) {
+    let Reply { status, body, .. } = reply;
     assert_eq!(
         (*status, body["error"]["code"].as_str()),
         (403, Some("namespace_forbidden")),
@@ -153,30 +121,34 @@ async fn claims_decide_the_namespace_for_every_authorizer_shape_in_every_mode() 
 
             // Claim ok: acme's rows only, with or without the body repeating it.
             for named in [None, Some("acme")] {
-                let (status, body) = call(&state, &x.search(caller, named, acme.clone())).await;
+                let Reply { status, body, .. } =
+                    state.call(&x.search(caller, named, acme.clone())).await;
                 assert_eq!(status, 200, "{}: {body}", what("claim ok"));
                 assert_eq!(body["namespace"], json!("acme"), "{}", what("claim ok"));
                 assert_eq!(owners(&body), ["acme"], "{}", what("claim ok"));
-                let (status, body) =
-                    call(&state, &x.item(caller, x.acme, named, acme.clone())).await;
+                let Reply { status, body, .. } = state
+                    .call(&x.item(caller, x.acme, named, acme.clone()))
+                    .await;
                 assert_eq!(status, 200, "{}: {body}", what("item, claim ok"));
             }
             // The victim's item is not found from acme's namespace.
-            let (status, _) = call(&state, &x.item(caller, x.victim, None, acme.clone())).await;
+            let Reply { status, .. } = state
+                .call(&x.item(caller, x.victim, None, acme.clone()))
+                .await;
             assert_eq!(status, 404, "{}", what("victim's item with acme's claim"));
 
             // Body or query naming another namespace than the claim.
             assert_forbidden(
-                &call(&state, &x.search(caller, Some("victim"), acme.clone())).await,
+                &state
+                    .call(&x.search(caller, Some("victim"), acme.clone()))
+                    .await,
                 &["\"acme\"", "\"victim\"", "claim \"namespace\""],
                 &what("body names another namespace"),
             );
             assert_forbidden(
-                &call(
-                    &state,
-                    &x.item(caller, x.victim, Some("victim"), acme.clone()),
-                )
-                .await,
+                &state
+                    .call(&x.item(caller, x.victim, Some("victim"), acme.clone()))
+                    .await,
                 &["\"acme\"", "\"victim\"", "claim \"namespace\""],
                 &what("query names another namespace"),
             );
@@ -194,12 +166,14 @@ async fn claims_decide_the_namespace_for_every_authorizer_shape_in_every_mode() 
                 for named in [None, Some("victim"), Some("acme")] {
                     let case = format!("claim {claim:?}, request names {named:?}");
                     assert_forbidden(
-                        &call(&state, &x.search(caller, named, claim.clone())).await,
+                        &state.call(&x.search(caller, named, claim.clone())).await,
                         &["\"namespace\"", "NAMESPACE_CLAIM", says],
                         &what(&format!("POST /search, {case}")),
                     );
                     assert_forbidden(
-                        &call(&state, &x.item(caller, x.victim, named, claim.clone())).await,
+                        &state
+                            .call(&x.item(caller, x.victim, named, claim.clone()))
+                            .await,
                         &["\"namespace\"", "NAMESPACE_CLAIM", says],
                         &what(&format!("GET /items, {case}")),
                     );
@@ -223,14 +197,16 @@ async fn without_claims_the_request_chooses_only_in_iam_and_none_modes() {
                 AuthMode::Iam => caller.is_iam(),
                 AuthMode::Jwt | AuthMode::Lambda => false,
             };
-            let search = call(&state, &x.search(caller, Some("victim"), None)).await;
-            let item = call(&state, &x.item(caller, x.victim, Some("victim"), None)).await;
+            let search = state.call(&x.search(caller, Some("victim"), None)).await;
+            let item = state
+                .call(&x.item(caller, x.victim, Some("victim"), None))
+                .await;
             if chooses {
-                assert_eq!(search.0, 200, "{what}: {}", search.1);
-                assert_eq!(owners(&search.1), ["victim"], "{what}");
-                assert_eq!(item.0, 200, "{what}: {}", item.1);
+                assert_eq!(search.status, 200, "{what}: {}", search.body);
+                assert_eq!(owners(&search.body), ["victim"], "{what}");
+                assert_eq!(item.status, 200, "{what}: {}", item.body);
                 // Nothing named: the default namespace (empty here).
-                let (status, body) = call(&state, &x.search(caller, None, None)).await;
+                let Reply { status, body, .. } = state.call(&x.search(caller, None, None)).await;
                 assert_eq!((status, body["namespace"].clone()), (200, json!("default")));
             } else {
                 let says = if caller.is_iam() {
@@ -251,23 +227,21 @@ async fn without_claims_the_request_chooses_only_in_iam_and_none_modes() {
 async fn a_jwt_under_auth_mode_none_still_follows_its_claim() {
     let x = tenants().await;
     let state = state(&x.t, AuthMode::None);
-    let (status, body) = call(
-        &state,
-        &x.search(Caller::HttpJwt, None, Some(json!("acme"))),
-    )
-    .await;
+    let Reply { status, body, .. } = state
+        .call(&x.search(Caller::HttpJwt, None, Some(json!("acme"))))
+        .await;
     assert_eq!((status, owners(&body)), (200, vec!["acme".to_owned()]));
     assert_forbidden(
-        &call(
-            &state,
-            &x.search(Caller::HttpJwt, Some("victim"), Some(json!("acme"))),
-        )
-        .await,
+        &state
+            .call(&x.search(Caller::HttpJwt, Some("victim"), Some(json!("acme"))))
+            .await,
         &["\"victim\""],
         "JWT for acme naming victim under none",
     );
     assert_forbidden(
-        &call(&state, &x.search(Caller::HttpLambda, Some("victim"), None)).await,
+        &state
+            .call(&x.search(Caller::HttpLambda, Some("victim"), None))
+            .await,
         &["no claim \"namespace\""],
         "Lambda authorizer context without the claim under none",
     );
@@ -284,15 +258,15 @@ async fn the_configured_claim_is_the_one_read() {
         _ => None,
     })
     .unwrap();
-    let state = Search::new(&x.t.config_as(Function::Search), Limits::default(), auth).unwrap();
+    let state = x.t.search_with(Limits::default(), auth);
     let mut event = x.search(Caller::HttpJwt, None, Some(json!("victim")));
     assert_forbidden(
-        &call(&state, &event).await,
+        &state.call(&event).await,
         &["no claim \"custom:tenant\""],
         "the default claim is not read",
     );
     event["requestContext"]["authorizer"]["jwt"]["claims"]["custom:tenant"] = json!("acme");
-    let (status, body) = call(&state, &event).await;
+    let Reply { status, body, .. } = state.call(&event).await;
     assert_eq!((status, owners(&body)), (200, vec!["acme".to_owned()]));
 }
 
@@ -326,10 +300,9 @@ fn auth_settings_are_read_once_and_invalid_values_stop_the_cold_start() {
 /// reason code, and still writes the rest.
 #[tokio::test]
 async fn ingest_rejects_records_outside_the_queue_allow_list() {
-    let t = TestDb::new().await.unwrap();
-    let mut state = Ingest::new(&t.config_as(Function::Ingest), ingest::Limits::default()).unwrap();
-    state.emit_metrics = false;
-    state.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
+    let t = TestStack::new().await.unwrap();
+    let mut ingest = t.ingest();
+    ingest.state.allowed_namespaces = AllowedNamespaces::only(&["acme"]).unwrap();
     let v = clustered(3, 1, DIMS, 0.1, 42);
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let bodies = vec![
@@ -337,9 +310,7 @@ async fn ingest_rejects_records_outside_the_queue_allow_list() {
         upsert_body(ids[1], "victim", &v[1], json!({}), 0),
         json!({"op": "delete", "id": ids[2], "namespace": "victim"}).to_string(),
     ];
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let report = ingest::process(&state, &event.records, deadline).await;
+    let report = ingest.process(&bodies, 30.0).await;
     assert_eq!(report.failures, ["m1", "m2"]);
     assert_eq!(
         report.rejected.get("namespace_not_allowed"),

@@ -2,11 +2,9 @@
 
 use chrono::{Duration, Utc};
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::context_with_deadline;
 use kit_support::search_corpus::nearest_query;
-use kit_support::TestDb;
-use lambda_runtime::LambdaEvent;
-use purge::{handler, run, Purge, PurgeRequest, Settings};
+use kit_support::{TestDb, TestStack};
+use purge::Settings;
 use serde_json::json;
 use storage::{Function, Namespace, Upsert, Vector, WriteOp};
 use uuid::Uuid;
@@ -46,34 +44,21 @@ async fn ages(t: &TestDb, namespace: &str) -> Vec<i64> {
     .unwrap()
 }
 
-fn purge_state(t: &TestDb, settings: Settings) -> Purge {
-    Purge::new(&t.config_as(Function::Purge), settings).unwrap()
-}
-
 #[tokio::test]
 async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 29, 31, 45, 400]).await;
     seed_aged(&t, "shortlived", &[1, 6, 8, 29, 31]).await;
     t.admin_db()
         .set_retention(&Namespace::parse("shortlived").unwrap(), 7)
         .await
         .unwrap();
-    let state = purge_state(
-        &t,
-        Settings {
-            batch_size: 2,
-            ..Settings::default()
-        },
-    );
+    let state = t.purge(Settings {
+        batch_size: 2,
+        ..Settings::default()
+    });
 
-    let event: serde_json::Value = serde_json::from_str(include_str!(
-        "../dev/support/fixtures/example-eventbridge-schedule.json"
-    ))
-    .unwrap();
-    let report = handler(&state, LambdaEvent::new(event, context_with_deadline(60.0)))
-        .await
-        .unwrap();
+    let report = state.scheduled(60.0).await.unwrap();
     assert!(report.complete && !report.skipped);
     assert_eq!(report.deleted, 6);
     assert_eq!(report.per_namespace.get("acme"), Some(&3));
@@ -85,17 +70,11 @@ async fn a_scheduled_run_deletes_exactly_the_rows_past_retention_per_namespace()
 
 #[tokio::test]
 async fn a_dry_run_counts_and_deletes_nothing() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10, 40]).await;
-    let state = purge_state(&t, Settings::default());
-    let request = PurgeRequest {
-        dry_run: true,
-        namespace: None,
-        older_than_days: Some(7),
-    };
-    let report = run(&state, &request, Utc::now(), deadline(60))
-        .await
-        .unwrap();
+    let state = t.purge(Settings::default());
+    let options = json!({"dry_run": true, "older_than_days": 7});
+    let report = state.run(options, 60.0).await.unwrap();
     assert_eq!(
         (report.deleted, report.per_namespace.get("acme").copied()),
         (0, Some(2))
@@ -106,18 +85,12 @@ async fn a_dry_run_counts_and_deletes_nothing() {
 
 #[tokio::test]
 async fn a_manual_run_limited_to_one_namespace_leaves_the_others() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[1, 10]).await;
     seed_aged(&t, "globex", &[1, 10]).await;
-    let state = purge_state(&t, Settings::default());
-    let request = PurgeRequest {
-        dry_run: false,
-        namespace: Some(Namespace::parse("acme").unwrap()),
-        older_than_days: Some(7),
-    };
-    let report = run(&state, &request, Utc::now(), deadline(60))
-        .await
-        .unwrap();
+    let state = t.purge(Settings::default());
+    let options = json!({"dry_run": false, "namespace": "acme", "older_than_days": 7});
+    let report = state.run(options, 60.0).await.unwrap();
     assert_eq!(report.deleted, 1);
     assert_eq!(
         (ages(&t, "acme").await, ages(&t, "globex").await),
@@ -127,7 +100,7 @@ async fn a_manual_run_limited_to_one_namespace_leaves_the_others() {
 
 #[tokio::test]
 async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 30]).await;
     seed_aged(&t, "acme", &[1; 5]).await;
     // The deadline is already within the safety margin: no batch may start.
@@ -136,18 +109,14 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
         safety_margin: std::time::Duration::from_secs(5),
         ..Settings::default()
     };
-    let state = purge_state(&t, settings);
-    let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(1))
-        .await
-        .unwrap();
+    let state = t.purge(settings);
+    let report = state.run(json!({}), 1.0).await.unwrap();
     assert_eq!(
         (report.complete, report.deleted, report.batches),
         (false, 0, 0)
     );
     // Later runs with time converge on the same state as one full run.
-    let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(60))
-        .await
-        .unwrap();
+    let report = state.run(json!({}), 60.0).await.unwrap();
     assert!(report.complete);
     assert_eq!(report.deleted, 30);
     assert_eq!(ages(&t, "acme").await, [1; 5]);
@@ -155,40 +124,32 @@ async fn a_run_out_of_time_stops_early_and_the_next_one_finishes() {
 
 #[tokio::test]
 async fn a_second_concurrent_run_skips() {
-    let t = TestDb::new().await.unwrap();
-    let state = purge_state(&t, Settings::default());
+    let t = TestStack::new().await.unwrap();
+    let state = t.purge(Settings::default());
     // Another run holds an unexpired lease.
     assert!(t
         .db_as(Function::Purge)
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() + Duration::minutes(5))
         .await
         .unwrap());
-    let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(60))
-        .await
-        .unwrap();
+    let report = state.run(json!({}), 60.0).await.unwrap();
     assert!(report.skipped && !report.complete);
     assert_eq!(report.deleted, 0);
 }
 
 #[tokio::test]
 async fn an_expired_lease_is_taken_over() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[40]).await;
     assert!(t
         .db_as(Function::Purge)
         .acquire_purge_lease(Uuid::new_v4(), Utc::now() - Duration::seconds(1))
         .await
         .unwrap());
-    let state = purge_state(&t, Settings::default());
-    let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(60))
-        .await
-        .unwrap();
+    let state = t.purge(Settings::default());
+    let report = state.run(json!({}), 60.0).await.unwrap();
     assert!(!report.skipped && report.complete);
     assert_eq!(report.deleted, 1);
-}
-
-fn deadline(seconds: u64) -> tokio::time::Instant {
-    tokio::time::Instant::now() + std::time::Duration::from_secs(seconds)
 }
 
 /// Ingest keeps writing while a purge runs: fresh rows, refreshed old rows and rows that
@@ -196,24 +157,18 @@ fn deadline(seconds: u64) -> tokio::time::Instant {
 /// makes an ingest batch fail.
 #[tokio::test]
 async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff() {
-    use aws_lambda_events::event::sqs::SqsEvent;
-    use kit_support::events::{sqs_event_json, STANDARD_QUEUE};
-
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 1500]).await;
     let pool = t.admin_pool().await.unwrap();
     let old_ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM embeddings ORDER BY id LIMIT 100")
         .fetch_all(&pool)
         .await
         .unwrap();
-    let purge_state = purge_state(
-        &t,
-        Settings {
-            batch_size: 50,
-            ..Settings::default()
-        },
-    );
-    let ingest_state = ingest::Ingest::new(&t.config(), ingest::Limits::default()).unwrap();
+    let purge_state = t.purge(Settings {
+        batch_size: 50,
+        ..Settings::default()
+    });
+    let ingest = t.ingest();
     let vectors = clustered(40, 4, DIMS, 0.3, 99);
     let started = Utc::now();
 
@@ -234,21 +189,12 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
                 let created = (Utc::now() - Duration::days(90)).to_rfc3339();
                 bodies.push(json!({"id": Uuid::new_v4(), "namespace": "acme", "embedding": embedding, "metadata": {"age": 90}, "created_at": created}).to_string());
             }
-            let event: SqsEvent =
-                serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-            let response = ingest::handler(
-                &ingest_state,
-                LambdaEvent::new(event, context_with_deadline(30.0)),
-            )
-            .await
-            .unwrap();
-            failures += response.batch_item_failures.len();
+            failures += ingest.deliver(&bodies).await.len();
             tokio::task::yield_now().await;
         }
         (fresh, refreshed, failures)
     };
-    let request = PurgeRequest::default();
-    let purge_run = run(&purge_state, &request, Utc::now(), deadline(60));
+    let purge_run = purge_state.run(json!({}), 60.0);
     let ((fresh, refreshed, failures), report) = tokio::join!(ingest_loop, purge_run);
     let report = report.unwrap();
     assert_eq!(failures, 0, "the purge made ingest fail");
@@ -277,14 +223,7 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
     );
 
     // The next run converges: nothing older than the cutoff remains.
-    let report = run(
-        &purge_state,
-        &PurgeRequest::default(),
-        Utc::now(),
-        deadline(60),
-    )
-    .await
-    .unwrap();
+    let report = purge_state.run(json!({}), 60.0).await.unwrap();
     assert!(report.complete);
     let expired: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM embeddings WHERE created_at < now() - interval '30 days'",
@@ -301,7 +240,7 @@ async fn purge_under_concurrent_ingest_never_touches_rows_newer_than_the_cutoff(
 async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
     use kit_support::corpus::cosine_distance;
 
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(2500, 10, DIMS, 0.6, 21);
     let now = Utc::now();
     let ops: Vec<WriteOp> = vectors
@@ -323,10 +262,8 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
     for chunk in ops.chunks(500) {
         t.db.write_batch(chunk).await.unwrap();
     }
-    let state = purge_state(&t, Settings::default());
-    let report = run(&state, &PurgeRequest::default(), Utc::now(), deadline(120))
-        .await
-        .unwrap();
+    let state = t.purge(Settings::default());
+    let report = state.run(json!({}), 120.0).await.unwrap();
     assert_eq!(report.deleted, 2000);
     let admin = t.admin_pool().await.unwrap();
     sqlx::query("VACUUM ANALYZE embeddings")
@@ -366,29 +303,19 @@ async fn recall_stays_high_after_purging_most_rows_and_vacuum() {
 
 #[tokio::test]
 async fn two_runs_started_together_one_works_and_one_skips() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     seed_aged(&t, "acme", &[40; 1200]).await;
     let (a, b) = (
-        purge_state(
-            &t,
-            Settings {
-                batch_size: 100,
-                ..Settings::default()
-            },
-        ),
-        purge_state(
-            &t,
-            Settings {
-                batch_size: 100,
-                ..Settings::default()
-            },
-        ),
+        t.purge(Settings {
+            batch_size: 100,
+            ..Settings::default()
+        }),
+        t.purge(Settings {
+            batch_size: 100,
+            ..Settings::default()
+        }),
     );
-    let request = PurgeRequest::default();
-    let (ra, rb) = tokio::join!(
-        run(&a, &request, Utc::now(), deadline(60)),
-        run(&b, &request, Utc::now(), deadline(60))
-    );
+    let (ra, rb) = tokio::join!(a.run(json!({}), 60.0), b.run(json!({}), 60.0));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(
         ra.skipped != rb.skipped,

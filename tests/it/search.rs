@@ -1,80 +1,25 @@
 //! The search function against the real stack, driven with API Gateway event JSON.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use ingest::Ingest;
 use kit_support::corpus::{clustered, cosine_distance, DIMS};
-use kit_support::events::{
-    context_with_deadline, http_v2_request, rest_v1_request, sqs_event_json, upsert_body,
-    STANDARD_QUEUE,
-};
-use kit_support::search_corpus::nearest_query;
-use kit_support::TestDb;
-use lambda_http::{Body, Request};
-use lambda_runtime::LambdaEvent;
-use search::{handler, Limits, Search};
-use serde_json::{json, Value};
-use storage::{Function, Include, Namespace, SearchQuery, Upsert, Vector, WriteOp};
+use kit_support::events::{http_v2_request, rest_v1_request, upsert_body};
+use kit_support::search_corpus::{nearest_query, seed_rows};
+use kit_support::{Reply, SearchFn, TestStack};
+use search::Limits;
+use serde_json::{json, Map, Value};
+use storage::{Include, SearchQuery};
 use uuid::Uuid;
 
-fn search_state(t: &TestDb) -> Search {
-    Search::new(
-        &t.config_as(Function::Search),
-        Limits::default(),
-        search::Auth::none(),
-    )
-    .unwrap()
-}
-
-async fn call(state: &Search, event: Value) -> (u16, Value) {
-    let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
-        .expect("a valid API Gateway event");
-    let response = handler(state, request)
-        .await
-        .expect("the handler never fails");
-    let status = response.status().as_u16();
-    let body = match response.body() {
-        Body::Text(text) => serde_json::from_str(text).expect("JSON body"),
-        other => panic!("unexpected body {other:?}"),
-    };
-    (status, body)
-}
-
-async fn post_search(state: &Search, body: Value) -> (u16, Value) {
-    call(
-        state,
-        http_v2_request("POST", "/search", "", Some(&body.to_string()), None),
-    )
-    .await
-}
-
 /// Loads `vectors` into `namespace` with metadata `{"i": index, "group": index % 4}`.
-async fn seed(t: &TestDb, namespace: &str, vectors: &[Vec<f32>]) -> Vec<Uuid> {
-    let ids: Vec<Uuid> = vectors.iter().map(|_| Uuid::new_v4()).collect();
-    let ops: Vec<WriteOp> = vectors
-        .iter()
-        .zip(&ids)
-        .enumerate()
-        .map(|(i, (v, id))| {
-            WriteOp::Upsert(Upsert {
-                namespace: Namespace::parse(namespace).unwrap(),
-                id: *id,
-                embedding: Vector::from(v.clone()),
-                content: Some(format!("doc {i}")),
-                metadata: json!({"i": i, "group": i % 4}).as_object().unwrap().clone(),
-                version: 0,
-                created_at: chrono::Utc::now(),
-            })
-        })
+async fn seed(t: &TestStack, namespace: &str, vectors: &[Vec<f32>]) -> Vec<Uuid> {
+    let metadata: Vec<Map<String, Value>> = (0..vectors.len())
+        .map(|i| json!({"i": i, "group": i % 4}).as_object().unwrap().clone())
         .collect();
-    for chunk in ops.chunks(500) {
-        t.db.write_batch(chunk).await.unwrap();
-    }
-    ids
+    seed_rows(t, namespace, vectors, &metadata).await.unwrap()
 }
 
 #[tokio::test]
 async fn ingest_then_search_finds_the_inserted_vector_first() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(40, 4, DIMS, 0.3, 11);
     let ids: Vec<Uuid> = vectors.iter().map(|_| Uuid::new_v4()).collect();
     let bodies: Vec<String> = vectors
@@ -91,22 +36,11 @@ async fn ingest_then_search_finds_the_inserted_vector_first() {
             )
         })
         .collect();
-    let ingest = Ingest::new(&t.config(), ingest::Limits::default()).unwrap();
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    let response = ingest::handler(
-        &ingest,
-        LambdaEvent::new(event, context_with_deadline(30.0)),
-    )
-    .await
-    .unwrap();
-    assert!(response.batch_item_failures.is_empty());
+    assert!(t.ingest().deliver(&bodies).await.is_empty());
 
-    let state = search_state(&t);
+    let search = t.search();
     let target = 17;
-    let (status, body) = post_search(
-        &state,
-        json!({"namespace": "acme", "vector": vectors[target], "k": 5, "include": ["metadata", "content"]}),
-    )
+    let Reply { status, body, .. } = search.post_search(&json!({"namespace": "acme", "vector": vectors[target], "k": 5, "include": ["metadata", "content"]}))
     .await;
     assert_eq!(status, 200, "{body}");
     let results = body["results"].as_array().unwrap();
@@ -127,10 +61,7 @@ async fn ingest_then_search_finds_the_inserted_vector_first() {
     );
 
     // With a filter, only matching rows come back; the target is "de" (odd index).
-    let (status, body) = post_search(
-        &state,
-        json!({"namespace": "acme", "vector": vectors[target], "k": 5, "filter": {"lang": "en"}}),
-    )
+    let Reply { status, body, .. } = search.post_search(&json!({"namespace": "acme", "vector": vectors[target], "k": 5, "filter": {"lang": "en"}}))
     .await;
     assert_eq!(status, 200, "{body}");
     let results = body["results"].as_array().unwrap();
@@ -141,10 +72,10 @@ async fn ingest_then_search_finds_the_inserted_vector_first() {
 
 #[tokio::test]
 async fn results_match_exact_search_and_respect_max_distance() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(300, 6, DIMS, 0.5, 12);
     let ids = seed(&t, "acme", &vectors).await;
-    let state = search_state(&t);
+    let search = t.search();
     let query = &vectors[3];
     let mut exact: Vec<(f64, Uuid)> = vectors
         .iter()
@@ -153,11 +84,9 @@ async fn results_match_exact_search_and_respect_max_distance() {
         .collect();
     exact.sort_by(|a, b| a.0.total_cmp(&b.0));
 
-    let (_, body) = post_search(
-        &state,
-        json!({"namespace": "acme", "vector": query, "k": 10}),
-    )
-    .await;
+    let Reply { body, .. } = search
+        .post_search(&json!({"namespace": "acme", "vector": query, "k": 10}))
+        .await;
     let got: Vec<Uuid> = body["results"]
         .as_array()
         .unwrap()
@@ -169,11 +98,11 @@ async fn results_match_exact_search_and_respect_max_distance() {
     assert!(overlap >= 9, "recall@10 = {overlap}/10");
 
     let ceiling = exact[5].0 + 1e-6;
-    let (_, body) = post_search(
-        &state,
-        json!({"namespace": "acme", "vector": query, "k": 10, "max_distance": ceiling}),
-    )
-    .await;
+    let Reply { body, .. } = search
+        .post_search(
+            &json!({"namespace": "acme", "vector": query, "k": 10, "max_distance": ceiling}),
+        )
+        .await;
     let results = body["results"].as_array().unwrap();
     assert!(
         !results.is_empty() && results.len() <= 6,
@@ -187,7 +116,7 @@ async fn results_match_exact_search_and_respect_max_distance() {
 
 #[tokio::test]
 async fn the_search_statement_uses_the_hnsw_index() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(2000, 8, DIMS, 0.5, 13);
     seed(&t, "default", &vectors).await;
     t.analyze().await.unwrap();
@@ -208,8 +137,8 @@ async fn the_search_statement_uses_the_hnsw_index() {
 
 #[tokio::test]
 async fn bad_requests_are_4xx_with_stable_codes_never_500() {
-    let t = TestDb::new().await.unwrap();
-    let state = search_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let search = t.search();
     let v = clustered(1, 1, DIMS, 0.0, 14).remove(0);
     let cases = [
         (
@@ -289,7 +218,11 @@ async fn bad_requests_are_4xx_with_stable_codes_never_500() {
         ),
     ];
     for (event, status, code) in cases {
-        let (got_status, body) = call(&state, event).await;
+        let Reply {
+            status: got_status,
+            body,
+            ..
+        } = search.call(&event).await;
         assert_eq!(
             (got_status, body["error"]["code"].as_str().unwrap_or("")),
             (status, code),
@@ -303,73 +236,64 @@ async fn bad_requests_are_4xx_with_stable_codes_never_500() {
 
 #[tokio::test]
 async fn items_and_health_answer_over_rest_and_http_apis() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(3, 1, DIMS, 0.1, 15);
     let ids = seed(&t, "acme", &vectors).await;
-    let state = search_state(&t);
+    let search = t.search();
 
-    let (status, body) = call(
-        &state,
-        http_v2_request(
-            "GET",
-            &format!("/items/{}", ids[1]),
-            "namespace=acme",
-            None,
-            None,
-        ),
-    )
-    .await;
+    let Reply { status, body, .. } = search
+        .get(&format!("/items/{}", ids[1]), "namespace=acme")
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         (body["id"].clone(), body["metadata"]["i"].clone()),
         (json!(ids[1]), json!(1))
     );
     assert!(body.get("vector").is_none(), "no vector unless asked");
-    let (_, body) = call(
-        &state,
-        http_v2_request(
-            "GET",
+    let Reply { body, .. } = search
+        .get(
             &format!("/items/{}", ids[1]),
             "namespace=acme&include_vector=true",
-            None,
-            None,
-        ),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(body["vector"].as_array().unwrap().len(), DIMS);
 
-    let (status, body) = call(&state, http_v2_request("GET", "/health", "", None, None)).await;
+    let Reply { status, body, .. } = search.health().await;
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     // REST API (v1) with a stage prefix in the request context.
-    let (status, body) = call(
-        &state,
-        rest_v1_request(
+    let Reply { status, body, .. } = search
+        .call(&rest_v1_request(
             "POST",
             "/search",
             Some(&json!({"namespace": "acme", "vector": vectors[0], "k": 2}).to_string()),
             None,
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["results"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
 async fn the_authorizer_namespace_wins_and_another_one_is_forbidden() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let vectors = clustered(4, 1, DIMS, 0.1, 16);
     seed(&t, "acme", &vectors[..2]).await;
     seed(&t, "globex", &vectors[2..]).await;
-    let state = search_state(&t);
+    let search = t.search();
     let body = json!({"vector": vectors[0], "k": 10}).to_string();
 
     // JWT claim says acme: only acme's rows, without naming a namespace.
-    let (status, out) = call(
-        &state,
-        http_v2_request("POST", "/search", "", Some(&body), Some("acme")),
-    )
-    .await;
+    let Reply {
+        status, body: out, ..
+    } = search
+        .call(&http_v2_request(
+            "POST",
+            "/search",
+            "",
+            Some(&body),
+            Some("acme"),
+        ))
+        .await;
     assert_eq!(status, 200);
     assert_eq!(
         (
@@ -380,48 +304,51 @@ async fn the_authorizer_namespace_wins_and_another_one_is_forbidden() {
     );
 
     let other = json!({"namespace": "globex", "vector": vectors[0]}).to_string();
-    let (status, out) = call(
-        &state,
-        http_v2_request("POST", "/search", "", Some(&other), Some("acme")),
-    )
-    .await;
+    let Reply {
+        status, body: out, ..
+    } = search
+        .call(&http_v2_request(
+            "POST",
+            "/search",
+            "",
+            Some(&other),
+            Some("acme"),
+        ))
+        .await;
     assert_eq!(
         (status, out["error"]["code"].clone()),
         (403, json!("namespace_forbidden"))
     );
     // Lambda authorizer context on a REST API.
-    let (status, _) = call(
-        &state,
-        rest_v1_request("POST", "/search", Some(&other), Some("acme")),
-    )
-    .await;
+    let Reply { status, .. } = search
+        .call(&rest_v1_request(
+            "POST",
+            "/search",
+            Some(&other),
+            Some("acme"),
+        ))
+        .await;
     assert_eq!(status, 403);
 }
 
 #[tokio::test]
 async fn a_database_that_is_down_is_503_with_retry_after_quickly() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let state = Search::new(&config, Limits::default(), search::Auth::none()).unwrap();
+    let search = SearchFn::new(&config, Limits::default(), search::Auth::none());
     let started = std::time::Instant::now();
-    let request: Request = search::event::request_from_slice(
-        http_v2_request("GET", "/health", "", None, None)
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    let response = handler(&state, request).await.unwrap();
-    assert_eq!(response.status().as_u16(), 503);
+    let response = search.health().await;
+    assert_eq!(response.status, 503);
     assert_eq!(
         response
-            .headers()
+            .headers
             .get("retry-after")
             .map(|v| v.to_str().unwrap()),
         Some("1")
     );
-    let (status, body) = post_search(&state, json!({"vector": [1.0, 0.0]})).await;
+    let Reply { status, body, .. } = search.post_search(&json!({"vector": [1.0, 0.0]})).await;
     assert_eq!(
         (status, body["error"]["code"].clone()),
         (503, json!("database_unavailable"))

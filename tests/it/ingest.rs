@@ -1,48 +1,16 @@
 //! The ingest function against the real stack: SQS event JSON in, rows in PostgreSQL
 //! (through PgBouncer) and an `SqsBatchResponse` out.
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use ingest::{handler, Ingest, Limits};
 use kit_support::corpus::{clustered, DIMS};
-use kit_support::events::{
-    context_with_deadline, sqs_event_json, upsert_body, FIFO_QUEUE, STANDARD_QUEUE,
-};
-use kit_support::TestDb;
-use lambda_runtime::LambdaEvent;
+use kit_support::events::{sqs_event, upsert_body, FIFO_QUEUE, STANDARD_QUEUE};
+use kit_support::{IngestFn, TestStack};
 use serde_json::{json, Value};
-use sqlx::Row;
 use uuid::Uuid;
-
-async fn invoke(state: &Ingest, bodies: &[String], queue: &str) -> Vec<String> {
-    let event: SqsEvent =
-        serde_json::from_value(sqs_event_json(bodies, queue)).expect("valid SQS event");
-    let response: SqsBatchResponse =
-        handler(state, LambdaEvent::new(event, context_with_deadline(30.0)))
-            .await
-            .expect("the handler never fails for record content");
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect()
-}
-
-fn ingest_state(t: &TestDb) -> Ingest {
-    Ingest::new(&t.config(), Limits::default()).expect("state")
-}
-
-async fn row_count(t: &TestDb) -> i64 {
-    let pool = t.admin_pool().await.unwrap();
-    sqlx::query_scalar("SELECT count(*) FROM embeddings")
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn poisoned_records_are_reported_by_message_id_and_the_rest_written() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let vectors = clustered(6, 2, DIMS, 0.1, 1);
     let good = |i: usize| upsert_body(Uuid::new_v4(), "acme", &vectors[i], json!({"i": i}), 1);
     let mut nan_like = vec![0.1f64; DIMS];
@@ -61,10 +29,10 @@ async fn poisoned_records_are_reported_by_message_id_and_the_rest_written() {
         json!({"id": Uuid::new_v4(), "op": "merge"}).to_string(),
         good(4),
     ];
-    let failures = invoke(&state, &bodies, STANDARD_QUEUE).await;
+    let failures = ingest.deliver(&bodies).await;
     assert_eq!(failures, ["m1", "m3", "m4", "m5", "m6", "m7", "m8", "m9"]);
     assert_eq!(
-        row_count(&t).await,
+        t.count_rows().await.unwrap(),
         3,
         "exactly the three valid records are stored"
     );
@@ -72,25 +40,19 @@ async fn poisoned_records_are_reported_by_message_id_and_the_rest_written() {
 
 #[tokio::test]
 async fn a_stale_version_leaves_the_row_unchanged_and_a_newer_one_wins() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let id = Uuid::new_v4();
     let v = clustered(3, 3, DIMS, 0.0, 2);
-    assert!(invoke(
-        &state,
-        &[upsert_body(id, "acme", &v[0], json!({"rev": 5}), 5)],
-        STANDARD_QUEUE
-    )
-    .await
-    .is_empty());
+    assert!(ingest
+        .deliver(&[upsert_body(id, "acme", &v[0], json!({"rev": 5}), 5)])
+        .await
+        .is_empty());
     // Older version: acknowledged (not a failure), not applied.
-    assert!(invoke(
-        &state,
-        &[upsert_body(id, "acme", &v[1], json!({"rev": 4}), 4)],
-        STANDARD_QUEUE
-    )
-    .await
-    .is_empty());
+    assert!(ingest
+        .deliver(&[upsert_body(id, "acme", &v[1], json!({"rev": 4}), 4)])
+        .await
+        .is_empty());
     let item =
         t.db.get_item(&storage::Namespace::parse("acme").unwrap(), id, true)
             .await
@@ -102,13 +64,10 @@ async fn a_stale_version_leaves_the_row_unchanged_and_a_newer_one_wins() {
     );
     assert_eq!(item.vector.as_deref(), Some(&v[0][..]));
     // Equal or higher wins.
-    assert!(invoke(
-        &state,
-        &[upsert_body(id, "acme", &v[2], json!({"rev": 6}), 6)],
-        STANDARD_QUEUE
-    )
-    .await
-    .is_empty());
+    assert!(ingest
+        .deliver(&[upsert_body(id, "acme", &v[2], json!({"rev": 6}), 6)])
+        .await
+        .is_empty());
     let item =
         t.db.get_item(&storage::Namespace::parse("acme").unwrap(), id, false)
             .await
@@ -119,38 +78,19 @@ async fn a_stale_version_leaves_the_row_unchanged_and_a_newer_one_wins() {
 
 #[tokio::test]
 async fn redelivering_a_batch_changes_nothing() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let v = clustered(20, 4, DIMS, 0.2, 3);
     let bodies: Vec<String> = v
         .iter()
         .enumerate()
         .map(|(i, e)| upsert_body(Uuid::new_v4(), "acme", e, json!({"i": i}), 1))
         .collect();
-    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
-    let pool = t.admin_pool().await.unwrap();
-    let snapshot = || async {
-        sqlx::query(
-            "SELECT id, version, updated_at, xmin::text AS xmin FROM embeddings ORDER BY id",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r.get::<Uuid, _>("id"),
-                r.get::<i64, _>("version"),
-                r.get::<chrono::DateTime<chrono::Utc>, _>("updated_at"),
-                r.get::<String, _>("xmin"),
-            )
-        })
-        .collect::<Vec<_>>()
-    };
-    let before = snapshot().await;
-    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    assert!(ingest.deliver(&bodies).await.is_empty());
+    let before = t.row_snapshot().await.unwrap();
+    assert!(ingest.deliver(&bodies).await.is_empty());
     assert_eq!(
-        snapshot().await,
+        t.row_snapshot().await.unwrap(),
         before,
         "a redelivery must not rewrite any row"
     );
@@ -158,8 +98,8 @@ async fn redelivering_a_batch_changes_nothing() {
 
 #[tokio::test]
 async fn several_records_for_one_key_resolve_to_the_highest_version_then_the_last() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let v = clustered(5, 5, DIMS, 0.0, 4);
     let bodies = vec![
@@ -169,7 +109,7 @@ async fn several_records_for_one_key_resolve_to_the_highest_version_then_the_las
         upsert_body(b, "acme", &v[3], json!({"pick": "b1-last"}), 1),
         upsert_body(a, "other", &v[4], json!({"pick": "other-namespace"}), 0),
     ];
-    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    assert!(ingest.deliver(&bodies).await.is_empty());
     let acme = storage::Namespace::parse("acme").unwrap();
     let pick = |id| {
         let db = &t.db;
@@ -179,7 +119,7 @@ async fn several_records_for_one_key_resolve_to_the_highest_version_then_the_las
     assert_eq!(pick(a).await, "a9");
     assert_eq!(pick(b).await, "b1-last");
     assert_eq!(
-        row_count(&t).await,
+        t.count_rows().await.unwrap(),
         3,
         "same id in another namespace is another row"
     );
@@ -187,20 +127,20 @@ async fn several_records_for_one_key_resolve_to_the_highest_version_then_the_las
 
 #[tokio::test]
 async fn deletes_honour_versions() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let (kept, gone) = (Uuid::new_v4(), Uuid::new_v4());
     let v = clustered(2, 2, DIMS, 0.0, 5);
     let bodies = vec![
         upsert_body(kept, "acme", &v[0], json!({}), 5),
         upsert_body(gone, "acme", &v[1], json!({}), 5),
     ];
-    assert!(invoke(&state, &bodies, STANDARD_QUEUE).await.is_empty());
+    assert!(ingest.deliver(&bodies).await.is_empty());
     let deletes = vec![
         json!({"op": "delete", "id": kept, "namespace": "acme", "version": 4}).to_string(),
         json!({"op": "delete", "id": gone, "namespace": "acme", "version": 5}).to_string(),
     ];
-    assert!(invoke(&state, &deletes, STANDARD_QUEUE).await.is_empty());
+    assert!(ingest.deliver(&deletes).await.is_empty());
     let acme = storage::Namespace::parse("acme").unwrap();
     assert!(
         t.db.get_item(&acme, kept, false).await.unwrap().is_some(),
@@ -211,8 +151,8 @@ async fn deletes_honour_versions() {
 
 #[tokio::test]
 async fn a_fifo_queue_reports_the_first_failure_and_everything_after_it() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let v = clustered(4, 2, DIMS, 0.1, 6);
     let bodies = vec![
         upsert_body(Uuid::new_v4(), "acme", &v[0], json!({}), 1),
@@ -222,11 +162,11 @@ async fn a_fifo_queue_reports_the_first_failure_and_everything_after_it() {
         upsert_body(Uuid::new_v4(), "acme", &v[3], json!({}), 1),
     ];
     assert_eq!(
-        invoke(&state, &bodies, FIFO_QUEUE).await,
+        ingest.deliver_to(FIFO_QUEUE, &bodies, 30.0).await,
         ["m2", "m3", "m4"]
     );
     assert_eq!(
-        row_count(&t).await,
+        t.count_rows().await.unwrap(),
         2,
         "records before the failure are written, later ones wait"
     );
@@ -234,28 +174,20 @@ async fn a_fifo_queue_reports_the_first_failure_and_everything_after_it() {
 
 #[tokio::test]
 async fn an_unreachable_database_reports_every_record_within_the_deadline() {
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     // A port nothing listens on: connection refused, a transient error, retried until the deadline.
     let config = t
         .config()
         .with_url("postgres://kit_app:unused@127.0.0.1:9/kit");
-    let mut state = Ingest::new(&config, Limits::default()).unwrap();
-    state.reserve = std::time::Duration::from_millis(200);
+    let mut ingest = IngestFn::new(&config, ingest::Limits::default());
+    ingest.state.reserve = std::time::Duration::from_millis(200);
     let v = clustered(3, 1, DIMS, 0.1, 7);
     let bodies: Vec<String> = v
         .iter()
         .map(|e| upsert_body(Uuid::new_v4(), "acme", e, json!({}), 1))
         .collect();
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
     let started = std::time::Instant::now();
-    let response = handler(&state, LambdaEvent::new(event, context_with_deadline(2.0)))
-        .await
-        .unwrap();
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
+    let failed = ingest.deliver_to(STANDARD_QUEUE, &bodies, 2.0).await;
     assert_eq!(failed, ["m0", "m1", "m2"]);
     assert!(
         started.elapsed() < std::time::Duration::from_secs(3),
@@ -265,13 +197,11 @@ async fn an_unreachable_database_reports_every_record_within_the_deadline() {
 
 #[tokio::test]
 async fn the_response_is_the_sqs_partial_batch_shape() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
-    let event: SqsEvent =
-        serde_json::from_value(sqs_event_json(&["{}".to_owned()], STANDARD_QUEUE)).unwrap();
-    let response = handler(&state, LambdaEvent::new(event, context_with_deadline(10.0)))
-        .await
-        .unwrap();
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
+    let response = ingest
+        .invoke(sqs_event(&["{}"], STANDARD_QUEUE), 10.0)
+        .await;
     let wire: Value = serde_json::to_value(&response).unwrap();
     assert_eq!(
         wire,
@@ -284,7 +214,7 @@ async fn the_response_is_the_sqs_partial_batch_shape() {
 #[tokio::test]
 async fn the_write_outcome_counts_stale_ops_apart_from_unchanged_ones() {
     use storage::{Namespace, Upsert, WriteOp, WriteOutcome};
-    let t = TestDb::new().await.unwrap();
+    let t = TestStack::new().await.unwrap();
     let ns = Namespace::parse("acme").unwrap();
     let v = clustered(4, 4, DIMS, 0.0, 8);
     let upsert = |id: Uuid, i: usize, version: i64| {
@@ -356,28 +286,23 @@ async fn the_write_outcome_counts_stale_ops_apart_from_unchanged_ones() {
 /// The handler's report carries the same split (it feeds `RecordsStale` and the log line).
 #[tokio::test]
 async fn the_batch_report_counts_stale_records() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     let v = clustered(2, 2, DIMS, 0.0, 9);
-    assert!(invoke(
-        &state,
-        &[
+    assert!(ingest
+        .deliver(&[
             upsert_body(a, "acme", &v[0], json!({}), 3),
             upsert_body(b, "acme", &v[1], json!({}), 3)
-        ],
-        STANDARD_QUEUE
-    )
-    .await
-    .is_empty());
+        ])
+        .await
+        .is_empty());
     let bodies = [
         upsert_body(a, "acme", &v[1], json!({}), 2),
         upsert_body(b, "acme", &v[1], json!({}), 3),
         json!({"op": "delete", "id": a, "namespace": "acme", "version": 1}).to_string(),
     ];
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let report = ingest::process(&state, &event.records, deadline).await;
+    let report = ingest.process(&bodies, 30.0).await;
     assert_eq!(
         (
             report.received,
@@ -430,8 +355,8 @@ async fn logged<T>(work: impl std::future::Future<Output = T>) -> (T, Vec<Value>
 /// within the bounds are stored as sent.
 #[tokio::test]
 async fn created_at_beyond_the_clock_skew_or_before_the_floor_is_a_record_failure() {
-    let t = TestDb::new().await.unwrap();
-    let state = ingest_state(&t);
+    let t = TestStack::new().await.unwrap();
+    let ingest = t.ingest();
     let v = clustered(6, 1, DIMS, 0.3, 43);
     let now = chrono::Utc::now();
     let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
@@ -468,7 +393,7 @@ async fn created_at_beyond_the_clock_skew_or_before_the_floor_is_a_record_failur
         })
         .collect();
 
-    let (failures, logs) = logged(invoke(&state, &bodies, STANDARD_QUEUE)).await;
+    let (failures, logs) = logged(ingest.deliver(&bodies)).await;
     assert_eq!(failures, ["m1", "m2", "m4", "m5"]);
     for (i, (_, reason)) in cases.iter().enumerate() {
         let lines: Vec<&Value> = logs
@@ -514,9 +439,7 @@ async fn created_at_beyond_the_clock_skew_or_before_the_floor_is_a_record_failur
     );
 
     // The batch report counts each under its own code (the `Rejected.<code>` metrics).
-    let event: SqsEvent = serde_json::from_value(sqs_event_json(&bodies, STANDARD_QUEUE)).unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let report = ingest::process(&state, &event.records, deadline).await;
+    let report = ingest.process(&bodies, 30.0).await;
     assert_eq!(
         report.rejected.into_iter().collect::<Vec<_>>(),
         vec![("created_at_in_future", 2), ("created_at_too_old", 2)]

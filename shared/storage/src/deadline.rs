@@ -170,47 +170,36 @@ mod tests {
         assert!(error.is_transient() && !error.is_deadline(), "{error}");
     }
 
-    #[tokio::test]
-    async fn the_invocation_deadline_wins_when_it_comes_first() {
+    /// A step that never answers, with `own` as its limit, in a scope whose deadline is
+    /// `deadline_in` away: how long it took to fail, and the error.
+    async fn cut(deadline_in: Duration, own: Duration) -> (Duration, StorageError) {
         let started = Instant::now();
-        let deadline = started + DEADLINE_RESERVE + Duration::from_millis(200);
-        let error = within_deadline(deadline, async {
-            bounded(Step::Acquire, Duration::from_secs(10), never()).await
+        let error = within_deadline(started + deadline_in, async {
+            bounded(Step::Acquire, own, never()).await
         })
         .await
         .unwrap_err();
-        assert!(
-            about(started.elapsed(), Duration::from_millis(200)),
-            "{:?}",
-            started.elapsed()
-        );
+        (started.elapsed(), error)
+    }
+
+    #[tokio::test]
+    async fn the_invocation_deadline_wins_when_it_comes_first() {
+        let short = Duration::from_millis(200);
+        let (took, error) = cut(DEADLINE_RESERVE + short, Duration::from_secs(10)).await;
+        assert!(about(took, short), "{took:?}");
         assert!(error.is_deadline(), "{error:?}");
         assert!(error.to_string().contains("deadline"), "{error}");
 
         // A later deadline leaves the step's own limit in force.
-        let started = Instant::now();
-        let error = within_deadline(started + Duration::from_secs(60), async {
-            bounded(Step::Ping, Duration::from_millis(200), never()).await
-        })
-        .await
-        .unwrap_err();
-        assert!(
-            about(started.elapsed(), Duration::from_millis(200)),
-            "{:?}",
-            started.elapsed()
-        );
+        let (took, error) = cut(Duration::from_secs(60), short).await;
+        assert!(about(took, short), "{took:?}");
         assert!(!error.is_deadline(), "{error:?}");
     }
 
     #[tokio::test]
     async fn a_deadline_within_the_reserve_gives_no_time_at_all() {
-        let started = Instant::now();
-        let error = within_deadline(started + DEADLINE_RESERVE / 2, async {
-            bounded(Step::RoundTrip, Duration::from_secs(5), never()).await
-        })
-        .await
-        .unwrap_err();
-        assert!(started.elapsed() < Duration::from_millis(100));
+        let (took, error) = cut(DEADLINE_RESERVE / 2, Duration::from_secs(5)).await;
+        assert!(took < Duration::from_millis(100), "{took:?}");
         assert!(error.is_deadline(), "{error:?}");
     }
 

@@ -9,6 +9,8 @@
 #   scripts/stack.sh wipe    down, then delete the cluster (data, logs, server configs)
 #   scripts/stack.sh env     print the path of the env file (source it for DATABASE_URL and friends)
 #   scripts/stack.sh dir     print the cluster's directory
+#   scripts/stack.sh pg-restart fast|immediate   restart PostgreSQL (fault tests)
+#   scripts/stack.sh pgbouncer-kill              SIGKILL PgBouncer; `up` starts it again (fault tests)
 #
 # Where things live:
 #   .kit/ in the checkout (gitignored), readable by the invoking user only: env (the URLs),
@@ -20,6 +22,11 @@
 #     overrides. It holds pgdata/, run/ (sockets, pid files), log/, and the PgBouncer files.
 #     One checkout, one cluster: two clones never share one (give them different ports).
 #
+# A private stack: KIT_ENV_FILE set, with its own KIT_CLUSTER_DIR and ports (the fault tests' cluster,
+#   dev/support/src/private_stack.rs) writes its env file there and leaves the checkout's .kit/env,
+#   .kit/cluster and any legacy cluster alone. It shares .kit/secrets (the same passwords).
+# KIT_BIN: a built `kit` to run instead of `cargo run -p kit`, for callers inside `cargo test` (which
+#   holds the target directory's lock while its tests run).
 # Ports: KIT_PG_PORT (PostgreSQL, default 55432) and KIT_PGBOUNCER_PORT (default 56432), 127.0.0.1 only.
 # Passwords are generated on the first `up` and kept in .kit/secrets (mode 600), never in the repo:
 # one for the admin role and one per function login role (kit.toml's [functions.*] db_role).
@@ -51,7 +58,8 @@ default_cluster_dir() {
 CLUSTER_DIR="${KIT_CLUSTER_DIR:-$(default_cluster_dir)}"
 
 SECRETS_DIR="$KIT_DIR/secrets"
-ENV_FILE="$KIT_DIR/env"
+ENV_FILE="${KIT_ENV_FILE:-$KIT_DIR/env}"
+if [[ -n ${KIT_ENV_FILE:-} ]]; then PRIVATE=true; else PRIVATE=false; fi
 PGDATA="$CLUSTER_DIR/pgdata"
 RUN_DIR="$CLUSTER_DIR/run"
 LOG_DIR="$CLUSTER_DIR/log"
@@ -142,7 +150,7 @@ prepare_directories() {
   local socket="$RUN_DIR/.s.PGSQL.$PGBOUNCER_PORT"
   ((${#socket} <= 107)) \
     || fail "the socket path $socket is ${#socket} bytes, over the 107 a Unix socket allows: set KIT_CLUSTER_DIR to a shorter folder"
-  ln -sfn "$CLUSTER_DIR" "$KIT_DIR/cluster"
+  $PRIVATE || ln -sfn "$CLUSTER_DIR" "$KIT_DIR/cluster"
 }
 
 # The cluster directory belongs to one checkout (recorded in it); another checkout that lands on the
@@ -347,9 +355,14 @@ provision_function_roles() {
   local admin
   admin="$(admin_url "$(read_password "$ADMIN_ROLE")")"
   step "postgres: migrations, then the functions' login roles ($(function_roles | paste -sd ' ' -))"
-  DATABASE_ADMIN_URL="$admin" cargo run --locked -q -p kit -- migrate up || fail "kit migrate up failed"
-  DATABASE_ADMIN_URL="$admin" cargo run --locked -q -p kit -- roles apply --local --secrets-dir "$SECRETS_DIR" \
+  DATABASE_ADMIN_URL="$admin" kit_cli migrate up || fail "kit migrate up failed"
+  DATABASE_ADMIN_URL="$admin" kit_cli roles apply --local --secrets-dir "$SECRETS_DIR" \
     || fail "kit roles apply --local failed"
+}
+
+# The kit CLI: KIT_BIN when set, otherwise built and run by cargo.
+kit_cli() {
+  if [[ -n ${KIT_BIN:-} ]]; then "$KIT_BIN" "$@"; else cargo run --locked -q -p kit -- "$@"; fi
 }
 
 # --- PgBouncer -------------------------------------------------------------
@@ -523,6 +536,7 @@ EOF
 
 # Before the cluster lived outside the checkout it was .kit/pgdata: stop that one and move it.
 move_legacy_cluster() {
+  ! $PRIVATE || return 0
   [[ -s $LEGACY_PGDATA/PG_VERSION ]] || return 0
   stop_legacy_servers
   if [[ -s $PGDATA/PG_VERSION ]]; then
@@ -535,6 +549,7 @@ move_legacy_cluster() {
 }
 
 stop_legacy_servers() {
+  ! $PRIVATE || return 0
   [[ -d $LEGACY_PGDATA ]] || return 0
   stop_pgbouncer "$KIT_DIR/run/pgbouncer.pid" >/dev/null
   if as_db_user "$PG_BIN/pg_ctl" status -D "$LEGACY_PGDATA" >/dev/null 2>&1; then
@@ -580,7 +595,28 @@ cmd_down() {
 cmd_wipe() {
   cmd_down
   step "deleting the cluster: $CLUSTER_DIR"
-  rm -rf "$CLUSTER_DIR" "$LEGACY_PGDATA" "$KIT_DIR/cluster"
+  rm -rf "$CLUSTER_DIR"
+  $PRIVATE || rm -rf "$LEGACY_PGDATA" "$KIT_DIR/cluster"
+}
+
+# Fault injection for the tests that own a stack: PostgreSQL restarted with a shutdown mode (fast:
+# sessions terminated cleanly; immediate: a crash, recovery from the WAL at start).
+cmd_pg_restart() {
+  local mode="${1:-}"
+  [[ $mode == fast || $mode == immediate ]] || fail "usage: scripts/stack.sh pg-restart fast|immediate"
+  postgres_running || fail "PostgreSQL is not running"
+  step "postgres: restarting (-m $mode)"
+  as_db_user "$PG_BIN/pg_ctl" restart -D "$PGDATA" -m "$mode" -w -t 60 -l "$LOG_DIR/postgresql.log" >/dev/null \
+    || { tail -n 20 "$LOG_DIR/postgresql.log" >&2; fail "PostgreSQL did not restart; log: $LOG_DIR/postgresql.log"; }
+}
+
+# PgBouncer killed without a chance to say goodbye to its clients (SIGKILL).
+cmd_pgbouncer_kill() {
+  local pid
+  pid="$(pgbouncer_pid)" || fail "PgBouncer is not running"
+  step "pgbouncer: killing $pid (SIGKILL)"
+  kill -KILL "$pid"
+  while pgbouncer_running; do sleep 0.05; done
 }
 
 cmd_status() {
@@ -616,7 +652,9 @@ main() {
     wipe) cmd_wipe ;;
     env) cmd_env ;;
     dir) echo "$CLUSTER_DIR" ;;
-    *) fail "usage: scripts/stack.sh up|down|status|wipe|env|dir" ;;
+    pg-restart) cmd_pg_restart "${2:-}" ;;
+    pgbouncer-kill) cmd_pgbouncer_kill ;;
+    *) fail "usage: scripts/stack.sh up|down|status|wipe|env|dir|pg-restart fast|immediate|pgbouncer-kill" ;;
   esac
 }
 

@@ -172,15 +172,15 @@ fn the_batching_window_counts_towards_the_visibility_timeout() {
 #[test]
 fn query_wait_timeout_not_below_a_function_timeout_is_refused() {
     let v = only_violation(Rule::QueryWaitTimeout, |c| {
-        c.pgbouncer.query_wait_timeout_s = 10
+        c.pgbouncer.query_wait_timeout_s = 20
     });
     assert_mentions(
         &v.problem,
-        &["pgbouncer.query_wait_timeout_s is 10 but functions.search.timeout_s is 10"],
+        &["pgbouncer.query_wait_timeout_s is 20 but functions.search.timeout_s is 20"],
     );
     assert_eq!(
         v.fix,
-        "lower pgbouncer.query_wait_timeout_s to 9, or raise functions.search.timeout_s to 11"
+        "lower pgbouncer.query_wait_timeout_s to 19, or raise functions.search.timeout_s to 21"
     );
 }
 
@@ -318,16 +318,16 @@ fn the_dlq_must_keep_messages_at_least_as_long_as_the_queue() {
 #[test]
 fn client_timeouts_must_fit_inside_the_invocation() {
     let v = only_violation(Rule::ClientTimeout, |c| {
-        c.functions.search.statement_timeout_ms = 10_000
+        c.functions.search.statement_timeout_ms = 20_000
     });
     assert_mentions(
         &v.problem,
         &[
-            "functions.search.statement_timeout_ms is 10000",
-            "(10000 ms)",
+            "functions.search.statement_timeout_ms is 20000",
+            "(20000 ms)",
         ],
     );
-    assert_eq!(v.fix, "set functions.search.statement_timeout_ms to 5000");
+    assert_eq!(v.fix, "set functions.search.statement_timeout_ms to 10000");
 }
 
 #[test]

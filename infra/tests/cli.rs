@@ -3,60 +3,9 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-use support::{assert_mentions, repo_root};
-
-/// A scratch repository holding a copy of the committed kit.toml, rendered.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("kit-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(repo_root().join("kit.toml"), dir.join("kit.toml")).unwrap();
-        let scratch = Scratch(dir);
-        let out = scratch.kit(&["render"]);
-        assert!(out.status.success(), "{}", text(&out));
-        scratch
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn kit(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kit"))
-            .args(args)
-            .current_dir(&self.0)
-            .env_remove("RUST_BACKTRACE")
-            .output()
-            .expect("kit runs")
-    }
-
-    fn edit_config(&self, from: &str, to: &str) {
-        let path = self.0.join("kit.toml");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from:?} not in kit.toml");
-        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use support::{assert_mentions, text, Scratch};
 
 #[test]
 fn check_passes_on_a_fresh_render() {
@@ -130,7 +79,7 @@ fn render_refuses_a_broken_config_unless_told() {
 #[test]
 fn a_misspelt_key_is_an_error_naming_it() {
     let s = Scratch::new("typo");
-    s.edit_config("max_receive_count = 5", "max_recieve_count = 5");
+    s.edit_config("max_receive_count = 9", "max_recieve_count = 9");
     let out = s.kit(&["check"]);
     assert!(!out.status.success());
     assert_mentions(

@@ -9,6 +9,8 @@
 mod alone;
 mod connections;
 mod credentials;
+mod deadlines;
+mod faults;
 mod ingest;
 mod ingest_faults;
 mod migrations;

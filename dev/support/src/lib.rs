@@ -15,6 +15,7 @@ pub mod database_url;
 pub mod events;
 pub mod lookup;
 pub mod moto;
+pub mod private_stack;
 pub mod proxy;
 pub mod roles;
 pub mod scratch;

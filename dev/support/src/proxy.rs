@@ -1,6 +1,9 @@
 //! A TCP proxy in front of PgBouncer that the test can cut, take down (the port is
 //! closed: connection refused) and bring back, or arm to cut every connection at a
-//! chosen moment of the client's byte stream.
+//! chosen moment of the client's byte stream. It can also fall silent: stop forwarding
+//! in both directions while keeping every socket open and accepting new ones, as a
+//! black-holed network path does ([`Proxy::go_silent`]); and forget connections idle
+//! longer than a load balancer's idle timeout ([`Proxy::set_idle_timeout`]).
 //!
 //! The stack requires verified TLS, so the proxy is a TLS endpoint on both sides when the
 //! URL asks for TLS: it answers the client's `SSLRequest` with the stack's own server
@@ -11,7 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -31,6 +34,9 @@ pub enum Trip {
     Before(&'static [u8]),
     /// After `needle`, this many more bytes go through, then cut and down.
     After(&'static [u8], usize),
+    /// The client's chunk holding `needle` is swallowed and the proxy goes silent
+    /// ([`Proxy::go_silent`]): the path stops answering in the middle of an operation.
+    SilenceBefore(&'static [u8]),
 }
 
 pub struct Proxy {
@@ -47,6 +53,13 @@ struct Shared {
     trip: Mutex<Option<Trip>>,
     trips: AtomicUsize,
     tripped: Notify,
+    /// Forward nothing, answer nothing, keep every socket open.
+    silent: AtomicBool,
+    /// Connections idle at least this long are forgotten (silenced for good).
+    idle_timeout: Mutex<Option<Duration>>,
+    accepted: AtomicUsize,
+    /// Silenced connections whose client has since closed them.
+    abandoned: AtomicUsize,
 }
 
 impl Proxy {
@@ -69,6 +82,10 @@ impl Proxy {
             trip: Mutex::new(None),
             trips: AtomicUsize::new(0),
             tripped: Notify::new(),
+            silent: AtomicBool::new(false),
+            idle_timeout: Mutex::new(None),
+            accepted: AtomicUsize::new(0),
+            abandoned: AtomicUsize::new(0),
         });
         shared.serve(listener);
         Self { addr, shared }
@@ -94,6 +111,38 @@ impl Proxy {
     /// Waits until an armed trip fired.
     pub async fn tripped(&self) {
         self.shared.tripped.notified().await;
+    }
+
+    /// Stops forwarding, in both directions, on every connection, and accepts new ones
+    /// without answering them: bytes go in, nothing comes back, no socket is closed (a
+    /// black-holed path: a load balancer that lost its flows, a dead NAT entry, a
+    /// stopped PgBouncer). Connections silenced stay silent for good, as their bytes are
+    /// lost; [`Proxy::speak`] forwards again on new connections.
+    pub fn go_silent(&self) {
+        self.shared.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Ends [`Proxy::go_silent`] for connections accepted from now on.
+    pub fn speak(&self) {
+        self.shared.silent.store(false, Ordering::SeqCst);
+    }
+
+    /// Models a load balancer's idle timeout: a connection that carried no byte for
+    /// `idle` is forgotten, and whatever its client sends next goes nowhere (silenced,
+    /// as by [`Proxy::go_silent`], but only that connection). `None` turns it off.
+    pub fn set_idle_timeout(&self, idle: Option<Duration>) {
+        *self.shared.idle_timeout.lock().unwrap() = idle;
+    }
+
+    /// Client connections accepted so far.
+    pub fn connections_accepted(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Silenced connections (by [`Proxy::go_silent`] or the idle timeout) that their
+    /// client has since closed, as it should once it gave up on them.
+    pub fn silenced_connections_closed(&self) -> usize {
+        self.shared.abandoned.load(Ordering::SeqCst)
     }
 
     /// Cuts every connection and closes the port (new connections are refused).
@@ -131,6 +180,7 @@ impl Shared {
                 if !shared.listening.load(Ordering::SeqCst) {
                     continue; // closed between down() and the task's end: drop it
                 }
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
                 let relay = tokio::spawn(Arc::clone(&shared).relay(client));
                 let mut connections = shared.connections.lock().unwrap();
                 connections.retain(|c| !c.is_finished());
@@ -157,6 +207,9 @@ impl Shared {
     }
 
     async fn relay(self: Arc<Self>, client: TcpStream) {
+        if self.silent.load(Ordering::SeqCst) {
+            return self.swallow(client).await;
+        }
         let Ok(server) = TcpStream::connect(self.upstream).await else {
             return;
         };
@@ -169,16 +222,30 @@ impl Shared {
         };
         let (mut client_read, mut client_write) = tokio::io::split(client);
         let (mut server_read, mut server_write) = tokio::io::split(server);
+        let flow = Arc::new(Flow {
+            silenced: AtomicBool::new(false),
+            last_byte: Mutex::new(Instant::now()),
+        });
         let shared = Arc::clone(&self);
+        let client_flow = Arc::clone(&flow);
         let upstream = async move {
+            let flow = client_flow;
             let mut buf = vec![0u8; 64 * 1024];
             let mut tail: Vec<u8> = Vec::new();
             let mut remaining: Option<usize> = None; // bytes still allowed after a needle
             loop {
                 let n = match client_read.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
+                    Ok(0) | Err(_) => {
+                        if flow.silenced.load(Ordering::SeqCst) {
+                            shared.abandoned.fetch_add(1, Ordering::SeqCst);
+                        }
+                        return;
+                    }
                     Ok(n) => n,
                 };
+                if flow.silence_if(&shared) {
+                    continue; // swallowed
+                }
                 let chunk = &buf[..n];
                 let mut forward = n;
                 let armed = shared.trip.lock().unwrap().clone();
@@ -187,6 +254,14 @@ impl Shared {
                         shared.trip.lock().unwrap().take();
                         shared.fire();
                         return;
+                    }
+                    (Some(Trip::SilenceBefore(needle)), _) if contains(&tail, chunk, needle) => {
+                        shared.trip.lock().unwrap().take();
+                        shared.silent.store(true, Ordering::SeqCst);
+                        flow.silenced.store(true, Ordering::SeqCst);
+                        shared.trips.fetch_add(1, Ordering::SeqCst);
+                        shared.tripped.notify_one();
+                        continue;
                     }
                     (Some(Trip::After(needle, bytes)), None) => {
                         if let Some(end) = find_end(&tail, chunk, needle) {
@@ -208,6 +283,7 @@ impl Shared {
                 if server_write.write_all(&chunk[..forward]).await.is_err() {
                     return;
                 }
+                flow.touch();
                 if remaining == Some(0) {
                     shared.trip.lock().unwrap().take();
                     shared.fire();
@@ -216,13 +292,81 @@ impl Shared {
                 tail = chunk[n.saturating_sub(64)..].to_vec();
             }
         };
+        let shared = Arc::clone(&self);
+        let server_flow = Arc::clone(&flow);
         let downstream = async move {
-            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            let flow = server_flow;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match server_read.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if flow.silence_if(&shared) {
+                    continue; // swallowed
+                }
+                if client_write.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                flow.touch();
+            }
         };
+        tokio::pin!(upstream);
         tokio::select! {
-            () = upstream => {}
-            () = downstream => {}
+            () = &mut upstream => {}
+            () = downstream => {
+                // A silenced client never learns that the server went away: its socket
+                // stays open until it closes it itself.
+                if flow.silenced.load(Ordering::SeqCst) {
+                    upstream.await;
+                }
+            }
         }
+    }
+
+    /// A connection accepted while silent: read and drop everything, answer nothing,
+    /// until the client closes it.
+    async fn swallow(self: Arc<Self>, mut client: TcpStream) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One relayed connection's state, shared by its two directions.
+struct Flow {
+    /// Nothing is forwarded any more, in either direction.
+    silenced: AtomicBool,
+    /// When a byte last went through, for the idle timeout.
+    last_byte: Mutex<Instant>,
+}
+
+impl Flow {
+    /// Whether the connection is (now) silenced: the proxy went silent, or the
+    /// connection sat idle past the idle timeout.
+    fn silence_if(&self, shared: &Shared) -> bool {
+        if self.silenced.load(Ordering::SeqCst) {
+            return true;
+        }
+        let idle = self.last_byte.lock().unwrap().elapsed();
+        let forgotten = shared
+            .idle_timeout
+            .lock()
+            .unwrap()
+            .is_some_and(|limit| idle >= limit);
+        if forgotten || shared.silent.load(Ordering::SeqCst) {
+            self.silenced.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    fn touch(&self) {
+        *self.last_byte.lock().unwrap() = Instant::now();
     }
 }
 

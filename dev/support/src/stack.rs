@@ -9,7 +9,7 @@ use std::ops::Deref;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ingest::BatchReport;
 use lambda_http::http::HeaderMap;
-use lambda_http::{Body, Request};
+use lambda_http::{Body, Request, RequestExt};
 use lambda_runtime::LambdaEvent;
 use purge::{PurgeError, PurgeReport};
 use search::Auth;
@@ -212,6 +212,17 @@ impl SearchFn {
     /// `POST /search` with `body`, over an HTTP API without an authorizer.
     pub async fn post_search(&self, body: &Value) -> Reply {
         self.post_raw(&body.to_string()).await
+    }
+
+    /// [`SearchFn::post_search`] in an invocation with `deadline_s` seconds left: the
+    /// Lambda context the runtime attaches to the request, whose deadline bounds every
+    /// database step of the handler.
+    pub async fn post_search_within(&self, body: &Value, deadline_s: f64) -> Reply {
+        let event = http_v2_request("POST", "/search", "", Some(&body.to_string()), None);
+        let request: Request = search::event::request_from_slice(event.to_string().as_bytes())
+            .expect("a valid API Gateway event")
+            .with_lambda_context(context_with_deadline(deadline_s));
+        self.handle(request).await
     }
 
     /// `POST /search` with `body` as it is (not JSON, too large, …).

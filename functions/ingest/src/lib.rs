@@ -131,8 +131,14 @@ pub async fn handler(
     Ok(response)
 }
 
-/// Validates, writes and accounts for every record of a batch.
+/// Validates, writes and accounts for every record of a batch, before `deadline`: every
+/// database step inside is bounded by it (minus [`storage::DEADLINE_RESERVE`]), so a
+/// batch that cannot be committed in time is reported in full, not cut off by Lambda.
 pub async fn process(state: &State, records: &[SqsMessage], deadline: Instant) -> BatchReport {
+    storage::within_deadline(deadline, process_within(state, records, deadline)).await
+}
+
+async fn process_within(state: &State, records: &[SqsMessage], deadline: Instant) -> BatchReport {
     let mut report = BatchReport {
         received: records.len(),
         ..BatchReport::default()

@@ -3,8 +3,9 @@
 //!
 //! One run at a time (a lease row in the database; the loser returns at once with
 //! `skipped: true`); each batch is its own short transaction with `SKIP LOCKED`, so
-//! ingest and search are never blocked for long. An incomplete run reports
-//! `complete: false` and the next run finishes the work.
+//! ingest and search are never blocked for long. A run that stops early (the deadline
+//! near, a batch cut by it, a batch that could not take the advisory lock) reports
+//! `complete: false` and why (`stopped`), and the next run finishes the work.
 
 use std::collections::BTreeMap;
 
@@ -60,6 +61,21 @@ pub struct PurgeReport {
     pub dry_run: bool,
     /// Another run held the lease; this one did nothing.
     pub skipped: bool,
+    /// Why the run stopped before it was complete (absent when complete, skipped or a
+    /// dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<Stop>,
+}
+
+/// Why a run stopped early (`complete: false`); the next run continues the work.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Too close to the invocation's deadline to start a batch (the safety margin), or a
+    /// batch's database step was cut by the deadline: stopped rather than killed.
+    Deadline,
+    /// A batch could not take the purge's advisory lock: another batch holds it.
+    LockBusy,
 }
 
 /// A request the function cannot act on; reported as the invocation's error so the
@@ -126,8 +142,18 @@ pub fn parse_request(payload: Value) -> Result<PurgeRequest, PurgeError> {
 }
 
 /// One purge run: take the lease, delete batch after batch until nothing is left or the
-/// deadline (minus the safety margin) is near, give the lease back.
+/// deadline (minus the safety margin) is near, give the lease back. Every database step
+/// is bounded by `deadline` (minus [`storage::DEADLINE_RESERVE`]).
 pub async fn run(
+    state: &State,
+    request: &PurgeRequest,
+    now: DateTime<Utc>,
+    deadline: Instant,
+) -> Result<PurgeReport, StorageError> {
+    storage::within_deadline(deadline, run_within(state, request, now, deadline)).await
+}
+
+async fn run_within(
     state: &State,
     request: &PurgeRequest,
     now: DateTime<Utc>,
@@ -154,7 +180,16 @@ pub async fn run(
     let holder = Uuid::new_v4();
     let remaining = deadline.saturating_duration_since(Instant::now());
     let lease_until = Utc::now() + chrono::Duration::from_std(remaining).unwrap_or_default();
-    if !state.db.acquire_purge_lease(holder, lease_until).await? {
+    let taken = match state.db.acquire_purge_lease(holder, lease_until).await {
+        Ok(taken) => taken,
+        Err(error) if error.is_deadline() => {
+            tracing::warn!(%error, "taking the lease ran into the invocation's deadline");
+            stop(&mut report, Stop::Deadline);
+            return Ok(report);
+        }
+        Err(error) => return Err(error),
+    };
+    if !taken {
         tracing::info!("another purge run holds the lease; skipping");
         report.skipped = true;
         return Ok(report);
@@ -166,6 +201,9 @@ pub async fn run(
     result.map(|()| report)
 }
 
+/// Deletes batch after batch. `Ok` with `complete: false` and [`PurgeReport::stopped`]
+/// when the run stops early on purpose (the deadline, a busy lock); `Err` when the
+/// database failed otherwise (the scheduler's retry or the next run continues).
 async fn delete_batches(
     state: &State,
     scope: &PurgeScope,
@@ -174,17 +212,22 @@ async fn delete_batches(
 ) -> Result<(), StorageError> {
     loop {
         if Instant::now() + state.settings.safety_margin >= deadline {
-            tracing::info!(
-                deleted = report.deleted,
-                batches = report.batches,
-                "stopping before the deadline"
-            );
+            stop(report, Stop::Deadline);
             return Ok(());
         }
-        let batch = state
-            .db
-            .purge_batch(scope, state.settings.batch_size)
-            .await?;
+        let batch = match state.db.purge_batch(scope, state.settings.batch_size).await {
+            Ok(batch) => batch,
+            Err(error) if error.is_deadline() => {
+                tracing::warn!(%error, "a batch ran into the invocation's deadline");
+                stop(report, Stop::Deadline);
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        };
+        if batch.lock_busy {
+            stop(report, Stop::LockBusy);
+            return Ok(());
+        }
         let deleted = batch.total();
         report.batches += 1;
         report.deleted += deleted;
@@ -196,6 +239,17 @@ async fn delete_batches(
             return Ok(());
         }
     }
+}
+
+/// Ends a run early: `complete` stays false, and the report says why.
+fn stop(report: &mut PurgeReport, why: Stop) {
+    tracing::info!(
+        deleted = report.deleted,
+        batches = report.batches,
+        stopped = ?why,
+        "stopping before the work is complete; the next run continues it"
+    );
+    report.stopped = Some(why);
 }
 
 #[cfg(test)]

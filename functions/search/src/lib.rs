@@ -1,8 +1,9 @@
 //! The search function: `POST /search`, `GET /items/{id}`, `GET /health` behind API
 //! Gateway (HTTP API v2, REST API v1) or a Function URL.
 //!
-//! Client mistakes are 400/403/404/413 with a stable code; a database that is down is
-//! 503 with `Retry-After`, bounded by the pool's acquire timeout.
+//! Client mistakes are 400/403/404/413 with a stable code; a database that is down or
+//! silent is 503 with `Retry-After`, within `DB_ACQUIRE_TIMEOUT_MS` +
+//! `DB_STATEMENT_TIMEOUT_MS` + 1 s and before the invocation's deadline.
 
 pub mod auth;
 pub mod error;
@@ -50,7 +51,16 @@ pub async fn handler(
 ) -> Result<Response<Body>, lambda_http::Error> {
     let started = Instant::now();
     let route = Route::of(&request);
-    let response = match respond(state, &request, route).await {
+    let work = respond(state, &request, route);
+    // Every database step is bounded by the invocation's deadline (minus a reserve for
+    // the answer) as well as by its own timeout: a silent path ends in a 503, in time.
+    let outcome = match request.lambda_context_ref() {
+        Some(context) => {
+            storage::within_deadline(edge::deadline::from_epoch_ms(context.deadline), work).await
+        }
+        None => work.await,
+    };
+    let response = match outcome {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(code = error.code.as_str(), status = error.status().as_u16(), message = %error.message, "request refused");

@@ -6,6 +6,7 @@
 //! fixes it.
 
 use super::model::{AuthMode, KitConfig};
+use super::worst_case;
 
 /// API Gateway gives up on an integration after this many seconds.
 pub const API_GATEWAY_TIMEOUT_S: u32 = 29;
@@ -44,6 +45,12 @@ pub enum Rule {
     Tls,
     /// The secrets' rotation schedule (kit.toml `[rotation]`).
     Rotation,
+    /// A function's worst case (attempts × (acquire + queue wait + statement) + reserve)
+    /// fits its timeout, and API Gateway's for search (`worst_case.rs`).
+    WorstCase,
+    /// A warning: the queue absorbs a database outage at least `queue.outage_floor_minutes`
+    /// long before it dead-letters valid messages (`worst_case.rs`).
+    OutageFloor,
 }
 
 impl Rule {
@@ -67,6 +74,8 @@ impl Rule {
             Rule::QueueAccess => "queue-access",
             Rule::Tls => "tls",
             Rule::Rotation => "rotation",
+            Rule::WorstCase => "worst-case",
+            Rule::OutageFloor => "outage-floor",
         }
     }
 }
@@ -81,7 +90,7 @@ pub struct Violation {
 }
 
 impl Violation {
-    fn new(rule: Rule, problem: impl Into<String>, fix: impl Into<String>) -> Violation {
+    pub(super) fn new(rule: Rule, problem: impl Into<String>, fix: impl Into<String>) -> Violation {
         Violation {
             rule,
             problem: problem.into(),
@@ -110,12 +119,20 @@ pub fn check(config: &KitConfig) -> Vec<Violation> {
     check_provisioned(config, &mut out);
     check_account_concurrency(config, &mut out);
     check_client_timeouts(config, &mut out);
+    worst_case::check(config, &mut out);
     check_queue_shape(config, &mut out);
     check_choices(config, &mut out);
     check_api_auth(config, &mut out);
     check_queue_access(config, &mut out);
     check_tls(config, &mut out);
     check_rotation(config, &mut out);
+    out
+}
+
+/// What `config` should not do but may (deployable, printed by `kit check` as warnings).
+pub fn warnings(config: &KitConfig) -> Vec<Violation> {
+    let mut out = Vec::new();
+    worst_case::warnings(config, &mut out);
     out
 }
 

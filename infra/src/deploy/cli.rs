@@ -10,9 +10,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::budget::{self, Violation};
-use super::model::{KitConfig, CONFIG_FILE};
+use super::model::{FunctionName, KitConfig, CONFIG_FILE};
 use super::plan::{self, LoadTarget};
 use super::render;
+use super::worst_case::{self, WorstCase};
 
 #[derive(Debug, Args)]
 pub struct ConfigArg {
@@ -167,6 +168,18 @@ fn print_budget(out: &mut impl std::io::Write, config: &KitConfig) -> std::io::R
         out,
         "  query_wait_timeout: {} s < shortest caller timeout {} s",
         config.pgbouncer.query_wait_timeout_s, shortest
+    )?;
+    writeln!(
+        out,
+        "  worst case: attempts × (acquire + query_wait_timeout + statement) + reserve ≤ timeout"
+    )?;
+    for function in FunctionName::ALL {
+        writeln!(out, "    {}", WorstCase::of(config, function))?;
+    }
+    writeln!(
+        out,
+        "  outage absorbed before a valid message reaches the DLQ: {}",
+        worst_case::outage_line(config)
     )
 }
 
@@ -174,11 +187,16 @@ fn print_budget(out: &mut impl std::io::Write, config: &KitConfig) -> std::io::R
 pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     let (config, path, root) = load(&args.config)?;
     let violations = budget::check(&config);
+    let warnings = budget::warnings(&config);
     let drift = render::drift(&config, &root)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "kit check: {}", path.display())?;
     print_budget(&mut out, &config)?;
     print_violations(&mut out, &violations)?;
+    for w in &warnings {
+        writeln!(out, "⚠ [{}] {}", w.rule.code(), w.problem)?;
+        writeln!(out, "    fix: {}", w.fix)?;
+    }
     for d in &drift {
         writeln!(out, "✗ [drift] {} {}", d.path, d.what)?;
         writeln!(out, "    fix: run `kit render` and commit the result")?;
@@ -194,7 +212,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "ok: every invariant holds and the rendered files match kit.toml"
+        "ok: every invariant holds and the rendered files match kit.toml{}",
+        match warnings.len() {
+            0 => String::new(),
+            n => format!(" ({n} warning(s) above)"),
+        }
     )?;
     Ok(())
 }

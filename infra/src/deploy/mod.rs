@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the typed `kit.toml`;
 //! - [`budget`]: the invariants `kit check` enforces (connection budget, queue and timeout rules);
+//! - [`worst_case`]: each function's worst-case wait on the database, and the outage the queue absorbs;
 //! - [`render`]: `infra/template.yaml` and `pgbouncer/pgbouncer.ini`, and the drift check;
 //! - [`plan`]: sizes derived from a target load (`kit plan`);
 //! - [`cli`]: the `kit check|render|plan|build` commands;
@@ -13,3 +14,4 @@ pub mod model;
 pub mod plan;
 pub mod render;
 pub mod tls;
+pub mod worst_case;

@@ -235,6 +235,14 @@ pub struct Queue {
     /// may write (empty: any namespace).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// `kit check` warns when a database outage shorter than this dead-letters valid
+    /// messages (`deploy::worst_case::outage_absorbed_ms`).
+    #[serde(default = "default_outage_floor_minutes")]
+    pub outage_floor_minutes: u32,
+}
+
+fn default_outage_floor_minutes() -> u32 {
+    super::worst_case::DEFAULT_OUTAGE_FLOOR_MINUTES
 }
 
 /// The HTTP API in front of `search`.

@@ -2,13 +2,15 @@
 //! re-reading the credentials), or permanent.
 
 use crate::config::ConfigError;
+use crate::deadline::{Bound, Step};
 
 /// Whether retrying the same work later can succeed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The database or the path to it is unavailable or overloaded for now:
     /// connection refused or reset, pool or PgBouncer queue timeouts, admin
-    /// shutdown, serialization failures, deadlocks, statement timeouts.
+    /// shutdown, serialization failures, deadlocks, statement timeouts, and steps the
+    /// client gave up on ([`StorageError::Timeout`]: a silent path).
     Transient,
     /// The login was refused: the password (or the user) is wrong or no longer valid,
     /// typically because the credentials were rotated. PostgreSQL's `28P01`
@@ -37,6 +39,11 @@ pub enum StorageError {
     /// caller's input, not a database fault.
     #[error(transparent)]
     Filter(#[from] crate::filter::FilterTooLarge),
+    /// No answer came within the step's client-side bound (see `deadline.rs`): the path
+    /// to the database may be silent. The connection was abandoned mid-protocol and is
+    /// closed, never used again.
+    #[error("no answer while {step} within {bound}; the connection was closed")]
+    Timeout { step: Step, bound: Bound },
 }
 
 impl StorageError {
@@ -44,6 +51,7 @@ impl StorageError {
     pub fn class(&self) -> ErrorClass {
         match self {
             StorageError::Database(e) => classify(e),
+            StorageError::Timeout { .. } => ErrorClass::Transient,
             StorageError::Config(_)
             | StorageError::Schema(_)
             | StorageError::Migrate(_)
@@ -53,6 +61,18 @@ impl StorageError {
 
     pub fn is_transient(&self) -> bool {
         self.class() == ErrorClass::Transient
+    }
+
+    /// A step was cut by the invocation's deadline (not by its own timeout): there is no
+    /// time left for another attempt in this invocation.
+    pub fn is_deadline(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Timeout {
+                bound: Bound::Deadline(_),
+                ..
+            }
+        )
     }
 
     /// PgBouncer refused with the error it cached from its own failed login to PostgreSQL
@@ -78,7 +98,8 @@ impl StorageError {
 
     /// The connection itself was lost (closed, reset, or shut down by PgBouncer or
     /// PostgreSQL), rather than the statement failing: a read can run again at once on
-    /// a new connection.
+    /// a new connection. A step that got no answer in time ([`StorageError::Timeout`]) is
+    /// not: its time is spent, and the caller answers (503, a retry after backoff).
     pub fn connection_lost(&self) -> bool {
         match self {
             StorageError::Database(sqlx::Error::Io(_)) => true,

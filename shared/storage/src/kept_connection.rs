@@ -15,11 +15,12 @@
 //! counts against the pool's size. When upgrading sqlx, check whether the release ping
 //! can be skipped; this module exists only because it cannot.
 //!
-//! - An operation that fails, or is dropped half-way, never parks its connection: it
-//!   goes back to the pool, whose check flushes a pending `ROLLBACK` or finds the
-//!   connection broken and closes it.
+//! - An operation that fails, or is dropped half-way (cut by a deadline), never parks
+//!   its connection: it is closed. It may hold a half-read answer, and sqlx's release
+//!   check would wait for it without a bound on a silent path.
 //! - A connection parked for at least [`PING_AFTER_IDLE`] (a frozen Lambda environment,
-//!   a quiet hour) is pinged before reuse; a dead one is closed and replaced.
+//!   a quiet hour) is pinged before reuse, within half the acquire timeout; a dead one
+//!   is closed and replaced within the other half.
 //! - Parked past the pool's idle timeout, it is closed; parked connections go back to
 //!   the pool once they reach its maximum lifetime, so the pool can rotate them.
 //! - Operations that run at the same time on one handle (tests, the CLI) get the parked
@@ -36,6 +37,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{Mutex, MutexGuard, OnceCell};
 
+use crate::deadline::{self, Step};
 use crate::StorageError;
 
 /// A connection idle at least this long is checked before reuse (parked or pooled).
@@ -141,14 +143,21 @@ impl Source {
         tokio::spawn(async move { old.pool.close().await });
     }
 
-    /// The login's defaults, read on first use and cached until the pool is replaced.
-    pub async fn login_defaults(&self) -> Result<LoginDefaults, StorageError> {
+    /// The login's defaults, read on first use (one round trip, bounded by
+    /// `statement_timeout` as every round trip is) and cached until the pool is replaced.
+    pub async fn login_defaults(
+        &self,
+        statement_timeout: Duration,
+    ) -> Result<LoginDefaults, StorageError> {
         if let Some(defaults) = self.current().defaults.get() {
             return Ok(*defaults);
         }
         let mut conn = self.acquire().await?;
-        let (timeout_ms, plan_cache_mode): (i64, String) =
-            sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn).await?;
+        let (timeout_ms, plan_cache_mode): (i64, String) = deadline::round_trip(
+            statement_timeout,
+            sqlx::query_as(LOGIN_DEFAULTS).fetch_one(&mut *conn),
+        )
+        .await?;
         let defaults = LoginDefaults {
             statement_timeout: u64::try_from(timeout_ms)
                 .ok()
@@ -168,9 +177,19 @@ impl Source {
     }
 
     /// A connection for one operation: the parked one when it is free and alive,
-    /// otherwise one from the pool (bounded by the pool's acquire timeout).
+    /// otherwise one from the pool. Bounded as a whole by the pool's acquire timeout and
+    /// the invocation's deadline (`deadline.rs`), the parked connection's check included.
     pub async fn acquire(&self) -> Result<Acquired<'_>, StorageError> {
         let login = self.current();
+        let acquire = login.pool.options().get_acquire_timeout();
+        deadline::bounded(Step::Acquire, acquire, self.acquire_within(login, acquire)).await
+    }
+
+    async fn acquire_within(
+        &self,
+        login: Arc<Login>,
+        acquire: Duration,
+    ) -> Result<Acquired<'_>, StorageError> {
         let mut slot = match self.parked.try_lock() {
             Ok(slot) => slot,
             Err(_) => tokio::select! {
@@ -182,21 +201,29 @@ impl Source {
             },
         };
         if let Some(parked) = slot.take() {
-            let first_acquired = parked.first_acquired;
-            if let Some(conn) = Self::revive(&login.pool, parked).await {
-                return Ok(Acquired::new(self, login, conn, first_acquired, Some(slot)));
+            match self.revive(&login, parked, slot, acquire / 2).await? {
+                Ok(acquired) => return Ok(acquired),
+                Err(released) => slot = released,
             }
         }
         let conn = login.pool.acquire().await?;
         Ok(Acquired::new(self, login, conn, Instant::now(), Some(slot)))
     }
 
-    /// The parked connection if it may still be used; otherwise it is closed (idle too
-    /// long, or dead) or handed back to the pool (at the end of its lifetime).
-    async fn revive(pool: &PgPool, parked: Parked) -> Option<PoolConnection<Postgres>> {
-        let options = pool.options();
+    /// The parked connection as an acquired connection if it may still be used; otherwise it is closed
+    /// (idle too long, or dead: its check got no answer within `ping_limit`, half the
+    /// acquire timeout, leaving the other half to connect anew) or handed back to the
+    /// pool (at the end of its lifetime), and the slot comes back empty.
+    async fn revive<'s>(
+        &'s self,
+        login: &Arc<Login>,
+        parked: Parked,
+        slot: Slot<'s>,
+        ping_limit: Duration,
+    ) -> Result<Result<Acquired<'s>, Slot<'s>>, StorageError> {
+        let options = login.pool.options();
         let Parked {
-            mut conn,
+            conn,
             since,
             first_acquired,
         } = parked;
@@ -204,15 +231,26 @@ impl Source {
             .get_max_lifetime()
             .is_some_and(|max| first_acquired.elapsed() >= max)
         {
-            return None; // dropped: the pool closes it if it is past its lifetime
+            drop(conn); // back to the pool, which closes it: it is past its lifetime
+            return Ok(Err(slot));
         }
+        // From here the connection is acquired: dropped unparked (dead, or this future
+        // cancelled mid-check), it is closed.
+        let mut acquired = Acquired::new(self, Arc::clone(login), conn, first_acquired, Some(slot));
         let idle = since.elapsed();
         let stale = options.get_idle_timeout().is_some_and(|max| idle >= max);
-        if stale || (idle >= PING_AFTER_IDLE && conn.ping().await.is_err()) {
-            conn.close_on_drop();
-            return None;
+        if !stale && idle >= PING_AFTER_IDLE {
+            match deadline::bounded(Step::Ping, ping_limit, acquired.ping()).await {
+                Ok(()) => return Ok(Ok(acquired)),
+                Err(error) if error.is_deadline() => return Err(error),
+                Err(error) => {
+                    tracing::info!(%error, idle_ms = idle.as_millis() as u64, "the kept connection is dead; replacing it")
+                }
+            }
+        } else if !stale {
+            return Ok(Ok(acquired));
         }
-        Some(conn)
+        Ok(Err(acquired.release_slot()))
     }
 }
 
@@ -229,9 +267,11 @@ impl Drop for Source {
     }
 }
 
-/// A connection acquired for one operation (the parked one or one from the pool).
-/// [`Acquired::park`] keeps it for the next operation; dropping it instead hands it back
-/// to the pool.
+/// The parked connection's place, held while it is in use.
+type Slot<'a> = MutexGuard<'a, Option<Parked>>;
+
+/// A connection borrowed for one operation. [`Acquired::park`] keeps it for the next
+/// operation; dropping it instead closes it.
 pub(crate) struct Acquired<'a> {
     source: &'a Source,
     /// The login (pool) the connection came from.
@@ -239,7 +279,7 @@ pub(crate) struct Acquired<'a> {
     conn: Option<PoolConnection<Postgres>>,
     first_acquired: Instant,
     /// Held while the parked connection is in use, so nobody else parks one meanwhile.
-    slot: Option<MutexGuard<'a, Option<Parked>>>,
+    slot: Option<Slot<'a>>,
 }
 
 impl<'a> Acquired<'a> {
@@ -248,7 +288,7 @@ impl<'a> Acquired<'a> {
         login: Arc<Login>,
         conn: PoolConnection<Postgres>,
         first_acquired: Instant,
-        slot: Option<MutexGuard<'a, Option<Parked>>>,
+        slot: Option<Slot<'a>>,
     ) -> Self {
         Self {
             source,
@@ -259,15 +299,22 @@ impl<'a> Acquired<'a> {
         }
     }
 
+    /// Gives up the connection (closed, as by drop) and hands back the parked slot, empty.
+    fn release_slot(mut self) -> Slot<'a> {
+        self.slot
+            .take()
+            .expect("a connection acquired from the parked connection holds its slot")
+    }
+
     /// The operation finished cleanly (committed, nothing pending on the connection):
-    /// keep the connection for the next one, unless another is parked already or the
-    /// pool it came from was replaced meanwhile (then it goes back to that pool, which
-    /// closes it).
+    /// keep the connection for the next one, unless another is parked already (then it
+    /// goes back to the pool) or the pool it came from was replaced meanwhile (then it
+    /// goes back to that pool, which closes it).
     pub fn park(mut self) {
-        if self.login.generation != self.source.generation() {
-            return;
-        }
         let Some(conn) = self.conn.take() else { return };
+        if self.login.generation != self.source.generation() {
+            return; // `conn` goes back to its replaced pool, which closes it
+        }
         let parked = Parked {
             conn,
             since: Instant::now(),
@@ -279,6 +326,19 @@ impl<'a> Acquired<'a> {
             if slot.is_none() {
                 *slot = Some(parked);
             }
+        }
+    }
+}
+
+/// An acquired connection dropped without [`Acquired::park`]: its operation failed, or its future was
+/// dropped mid-protocol (cut by a deadline), so the connection may hold a half-read
+/// answer or a statement still running. It is closed, never used again: handed back to
+/// the pool instead, sqlx's release check would wait for that answer, unbounded, on a
+/// silent path, holding the pool's only slot.
+impl Drop for Acquired<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            drop(conn.detach());
         }
     }
 }

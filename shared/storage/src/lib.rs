@@ -16,6 +16,7 @@
 
 mod config;
 mod credentials;
+pub mod deadline;
 mod error;
 pub mod filter;
 pub mod jsonb;
@@ -31,6 +32,7 @@ mod writes;
 
 pub use config::{parse_setting, Config, ConfigError, Function};
 pub use credentials::{CredentialSource, SourceFuture};
+pub use deadline::{within_deadline, DEADLINE_RESERVE, STATEMENT_GRACE};
 pub use error::{ErrorClass, StorageError};
 pub use filter::{Comparison, Filter, FilterTooLarge, Scalar, MAX_FILTER_SQL_BYTES};
 pub use migrate::{MigrationState, MIGRATOR};
@@ -139,7 +141,9 @@ impl Database {
     /// longer than `DB_STATEMENT_TIMEOUT_MS`. Otherwise each search opens a read
     /// transaction that sets them first.
     pub async fn searches_run_alone(&self) -> Result<bool, StorageError> {
-        let defaults = self.relogin(|| self.read_source().login_defaults()).await?;
+        let defaults = self
+            .relogin(|| self.read_source().login_defaults(self.statement_timeout))
+            .await?;
         Ok(defaults.bound_within(self.statement_timeout))
     }
 
@@ -168,8 +172,10 @@ impl Database {
         self.dimensions
             .get_or_try_init(|| async {
                 let mut conn = self.primary.acquire().await?;
-                let typmod: Option<i32> = sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS)
-                    .fetch_optional(&mut *conn)
+                let typmod: Option<i32> = self
+                    .round_trip(
+                        sqlx::query_scalar(sql::EMBEDDING_DIMENSIONS).fetch_optional(&mut *conn),
+                    )
                     .await?;
                 conn.park();
                 match typmod {
@@ -185,7 +191,8 @@ impl Database {
     }
 
     /// `SELECT 1` on the read connection, bounded by the acquire and statement timeouts
-    /// (once more on a new connection if the kept one was lost).
+    /// and the invocation's deadline (once more on a new connection if the kept one was
+    /// lost).
     pub async fn health(&self) -> Result<(), StorageError> {
         self.relogin(|| retry::reconnecting(|| self.health_once()))
             .await
@@ -194,8 +201,9 @@ impl Database {
     async fn health_once(&self) -> Result<(), StorageError> {
         let mut conn = self.read_source().acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
-        sqlx::query(sql::HEALTH).execute(&mut *tx).await?;
-        tx.commit().await?;
+        self.round_trip(sqlx::query(sql::HEALTH).execute(&mut *tx))
+            .await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(())
     }
@@ -208,7 +216,18 @@ impl Database {
         begin: &str,
     ) -> Result<Transaction<'c, Postgres>, StorageError> {
         let statement = sql::begin_with_timeout(begin, self.statement_timeout);
-        Ok((**conn).begin_with(statement).await?)
+        self.round_trip((**conn).begin_with(statement)).await
+    }
+
+    /// Runs one round trip of an operation (`BEGIN`, a statement, `COMMIT`) within the
+    /// statement timeout, plus a grace for the server's own cancellation to arrive, and
+    /// the invocation's deadline (`deadline.rs`).
+    async fn round_trip<T, E, F>(&self, work: F) -> Result<T, StorageError>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: Into<StorageError>,
+    {
+        deadline::round_trip(self.statement_timeout, work).await
     }
 }
 

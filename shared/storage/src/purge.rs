@@ -37,8 +37,11 @@ pub struct PurgeBatch {
     pub per_namespace: BTreeMap<String, u64>,
     /// Expired rows the batch picked (at most its limit); a row an ingest batch made
     /// newer meanwhile is picked but not deleted. Fewer than the limit: nothing expired
-    /// is left.
+    /// is left (unless `lock_busy`).
     pub picked: u64,
+    /// The batch could not take the purge's advisory lock (another batch holds it) and
+    /// did nothing: it says nothing about what is left.
+    pub lock_busy: bool,
 }
 
 impl PurgeBatch {
@@ -76,13 +79,16 @@ impl Database {
     ) -> Result<bool, StorageError> {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        let taken = sqlx::query(sql::ACQUIRE_LEASE)
-            .bind(holder)
-            .bind(expires_at)
-            .fetch_optional(&mut *tx)
+        let taken = self
+            .round_trip(
+                sqlx::query(sql::ACQUIRE_LEASE)
+                    .bind(holder)
+                    .bind(expires_at)
+                    .fetch_optional(&mut *tx),
+            )
             .await?
             .is_some();
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(taken)
     }
@@ -95,16 +101,19 @@ impl Database {
     async fn release_purge_lease_once(&self, holder: Uuid) -> Result<(), StorageError> {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        sqlx::query(sql::RELEASE_LEASE)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.round_trip(
+            sqlx::query(sql::RELEASE_LEASE)
+                .bind(holder)
+                .execute(&mut *tx),
+        )
+        .await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(())
     }
 
-    /// Deletes at most `limit` expired rows, oldest first, in its own short transaction.
+    /// Deletes at most `limit` expired rows, oldest first, in its own short transaction,
+    /// or nothing when another batch holds the advisory lock ([`PurgeBatch::lock_busy`]).
     /// A row a concurrent ingest batch is writing is waited for (that batch is one short
     /// transaction), then re-checked: a row the upsert made newer than the cutoff is
     /// left alone.
@@ -124,19 +133,25 @@ impl Database {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         // Belt and braces beside the lease: two batches never interleave.
-        let locked: bool = sqlx::query_scalar(sql::BATCH_LOCK)
-            .fetch_one(&mut *tx)
+        let locked: bool = self
+            .round_trip(sqlx::query_scalar(sql::BATCH_LOCK).fetch_one(&mut *tx))
             .await?;
         if !locked {
-            tx.commit().await?;
+            self.round_trip(tx.commit()).await?;
             conn.park();
-            return Ok(PurgeBatch::default());
+            return Ok(PurgeBatch {
+                lock_busy: true,
+                ..PurgeBatch::default()
+            });
         }
-        let rows = bind_scope(sqlx::query(sql::DELETE_EXPIRED), scope)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
+        let rows = self
+            .round_trip(
+                bind_scope(sqlx::query(sql::DELETE_EXPIRED), scope)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx),
+            )
             .await?;
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         counts(rows)
     }
@@ -149,10 +164,10 @@ impl Database {
     async fn count_expired_once(&self, scope: &PurgeScope) -> Result<PurgeBatch, StorageError> {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        let rows = bind_scope(sqlx::query(sql::COUNT_EXPIRED), scope)
-            .fetch_all(&mut *tx)
+        let rows = self
+            .round_trip(bind_scope(sqlx::query(sql::COUNT_EXPIRED), scope).fetch_all(&mut *tx))
             .await?;
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         counts(rows)
     }
@@ -166,12 +181,14 @@ impl Database {
             .map_err(|_| StorageError::Schema("retention days out of range".into()))?;
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        sqlx::query(sql::SET_RETENTION)
-            .bind(namespace.as_str())
-            .bind(days)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        self.round_trip(
+            sqlx::query(sql::SET_RETENTION)
+                .bind(namespace.as_str())
+                .bind(days)
+                .execute(&mut *tx),
+        )
+        .await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(())
     }
@@ -180,12 +197,15 @@ impl Database {
     pub async fn unset_retention(&self, namespace: &Namespace) -> Result<bool, StorageError> {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        let removed = sqlx::query(sql::UNSET_RETENTION)
-            .bind(namespace.as_str())
-            .execute(&mut *tx)
+        let removed = self
+            .round_trip(
+                sqlx::query(sql::UNSET_RETENTION)
+                    .bind(namespace.as_str())
+                    .execute(&mut *tx),
+            )
             .await?
             .rows_affected();
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(removed > 0)
     }
@@ -193,8 +213,10 @@ impl Database {
     pub async fn list_retention(&self) -> Result<Vec<RetentionPolicy>, StorageError> {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
-        let rows = sqlx::query(sql::LIST_RETENTION).fetch_all(&mut *tx).await?;
-        tx.commit().await?;
+        let rows = self
+            .round_trip(sqlx::query(sql::LIST_RETENTION).fetch_all(&mut *tx))
+            .await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         rows.iter()
             .map(|row| {

@@ -11,6 +11,7 @@ use sqlx::types::Json;
 use sqlx::{Connection, Postgres, Row};
 use uuid::Uuid;
 
+use crate::deadline::round_trip;
 use crate::filter::{self, Bind, Filter, FilterTooLarge};
 use crate::records::Namespace;
 use crate::retry::reconnecting;
@@ -92,14 +93,17 @@ impl Database {
         let statement = search_statement(query.filter.as_ref())?;
         let source = self.read_source();
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
-        let alone = source.login_defaults().await?.bound_within(timeout);
+        let alone = source
+            .login_defaults(self.statement_timeout)
+            .await?
+            .bound_within(timeout);
         let mut conn = source.acquire().await?;
         let rows = if alone {
-            statement.bind(query).fetch_all(&mut *conn).await?
+            round_trip(timeout, statement.bind(query).fetch_all(&mut *conn)).await?
         } else {
-            let mut tx = conn.begin_with(sql::begin_search(timeout)).await?;
-            let rows = statement.bind(query).fetch_all(&mut *tx).await?;
-            tx.commit().await?;
+            let mut tx = round_trip(timeout, conn.begin_with(sql::begin_search(timeout))).await?;
+            let rows = round_trip(timeout, statement.bind(query).fetch_all(&mut *tx)).await?;
+            round_trip(timeout, tx.commit()).await?;
             rows
         };
         conn.park();
@@ -116,11 +120,13 @@ impl Database {
         let explain = format!("EXPLAIN (FORMAT JSON) {}", statement.sql);
         let timeout = query.timeout.unwrap_or(self.statement_timeout);
         let mut conn = self.read_source().acquire().await?;
-        let mut tx = conn.begin_with(sql::begin_search(timeout)).await?;
-        let row = bind_search(sqlx::query(&explain), query, statement.binds.clone())
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let mut tx = round_trip(timeout, conn.begin_with(sql::begin_search(timeout))).await?;
+        let row = round_trip(
+            timeout,
+            bind_search(sqlx::query(&explain), query, statement.binds.clone()).fetch_one(&mut *tx),
+        )
+        .await?;
+        round_trip(timeout, tx.commit()).await?;
         conn.park();
         Ok(row.try_get::<Json<serde_json::Value>, _>(0)?.0)
     }
@@ -146,13 +152,16 @@ impl Database {
     ) -> Result<Option<Item>, StorageError> {
         let mut conn = self.read_source().acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN READ ONLY").await?;
-        let row = sqlx::query(sql::GET_ITEM)
-            .bind(namespace.as_str())
-            .bind(id)
-            .bind(include_vector)
-            .fetch_optional(&mut *tx)
+        let row = self
+            .round_trip(
+                sqlx::query(sql::GET_ITEM)
+                    .bind(namespace.as_str())
+                    .bind(id)
+                    .bind(include_vector)
+                    .fetch_optional(&mut *tx),
+            )
             .await?;
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         row.map(|row| {
             Ok(Item {

@@ -67,32 +67,38 @@ impl Database {
         let mut conn = self.primary.acquire().await?;
         let mut tx = self.begin(&mut conn, "BEGIN").await?;
         if !upserts.ids.is_empty() {
-            let (written, stale): (i64, i64) = sqlx::query_as(sql::UPSERT)
-                .bind(&upserts.namespaces)
-                .bind(&upserts.ids)
-                .bind(&upserts.embeddings)
-                .bind(&upserts.contents)
-                .bind(&upserts.metadata)
-                .bind(&upserts.versions)
-                .bind(&upserts.created_at)
-                .fetch_one(&mut *tx)
+            let (written, stale): (i64, i64) = self
+                .round_trip(
+                    sqlx::query_as(sql::UPSERT)
+                        .bind(&upserts.namespaces)
+                        .bind(&upserts.ids)
+                        .bind(&upserts.embeddings)
+                        .bind(&upserts.contents)
+                        .bind(&upserts.metadata)
+                        .bind(&upserts.versions)
+                        .bind(&upserts.created_at)
+                        .fetch_one(&mut *tx),
+                )
                 .await?;
             outcome.upserted = written as usize;
             outcome.stale += stale as usize;
             outcome.unchanged += upserts.ids.len().saturating_sub((written + stale) as usize);
         }
         if !deletes.ids.is_empty() {
-            let (removed, stale): (i64, i64) = sqlx::query_as(sql::DELETE)
-                .bind(&deletes.namespaces)
-                .bind(&deletes.ids)
-                .bind(&deletes.versions)
-                .fetch_one(&mut *tx)
+            let (removed, stale): (i64, i64) = self
+                .round_trip(
+                    sqlx::query_as(sql::DELETE)
+                        .bind(&deletes.namespaces)
+                        .bind(&deletes.ids)
+                        .bind(&deletes.versions)
+                        .fetch_one(&mut *tx),
+                )
                 .await?;
             outcome.deleted = removed as usize;
             outcome.stale += stale as usize;
             outcome.unchanged += deletes.ids.len().saturating_sub((removed + stale) as usize);
         }
-        tx.commit().await?;
+        self.round_trip(tx.commit()).await?;
         conn.park();
         Ok(outcome)
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::model::KitConfig;
 
 mod pgbouncer;
+mod secrets;
 mod template;
 
 pub use pgbouncer::render_pgbouncer_ini;

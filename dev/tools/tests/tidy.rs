@@ -117,20 +117,9 @@ fn string_literals(source: &str) -> Vec<(usize, String)> {
                 i = end;
             }
             b'\'' => {
-                // A char literal ('x', '\n', '\'', '"') or a lifetime ('a): skip a char literal
-                // whole so that '"' does not open a string.
-                let rest = &source[i + 1..];
-                let len = if rest.starts_with('\\') {
-                    rest[1..].find('\'').map(|at| at + 2)
-                } else {
-                    rest.chars()
-                        .next()
-                        .filter(|_| {
-                            rest[rest.chars().next().map_or(0, char::len_utf8)..].starts_with('\'')
-                        })
-                        .map(char::len_utf8)
-                };
-                i += 1 + len.map_or(0, |len| len + 1);
+                // A char literal ('x', '\n', '\'', '"') is skipped whole, so that '"' does not
+                // open a string; a lifetime ('a) is just a quote.
+                i += 1 + char_literal_len(&source[i + 1..]).map_or(0, |len| len + 1);
             }
             b'r' if !is_ident_byte(bytes.get(i.wrapping_sub(1)).copied())
                 && matches!(bytes.get(i + 1), Some(b'"' | b'#')) =>
@@ -164,6 +153,18 @@ fn string_literals(source: &str) -> Vec<(usize, String)> {
         }
     }
     literals
+}
+
+/// The length of a char literal's body after its opening quote (`x`, `\n`, `\'`,
+/// `\u{1F600}`), without the closing quote; `None` for a lifetime or a label.
+fn char_literal_len(rest: &str) -> Option<usize> {
+    if let Some(escaped) = rest.strip_prefix('\\') {
+        let first = escaped.chars().next()?.len_utf8();
+        let close = escaped[first..].find('\'')?;
+        return Some(1 + first + close);
+    }
+    let first = rest.chars().next()?.len_utf8();
+    rest[first..].starts_with('\'').then_some(first)
 }
 
 fn is_ident_byte(byte: Option<u8>) -> bool {
@@ -334,14 +335,14 @@ fn product_source_files_stay_small() {
 #[test]
 fn each_rule_catches_a_planted_violation() {
     let code =
-        "let s = \"x\"; // SELECT 1\nconst Q: &str = r#\"\n  SELECT id FROM t\"#;\nlet c = '\"';";
+        "let s = \"x\"; // SELECT 1\nconst Q: &str = r#\"\n  SELECT id FROM t\"#;\nlet c = '\"';\nlet e = ['\\'', '\\n'\"DELETE FROM t\"];";
     let literals = string_literals(code);
     assert_eq!(
         literals
             .iter()
             .filter(|(_, l)| looks_like_sql(l).is_some())
             .count(),
-        1,
+        2,
         "{literals:?}"
     );
     assert_eq!(

@@ -465,6 +465,10 @@ start_pgbouncer() {
     return
   fi
   require_free_port PgBouncer "$PGBOUNCER_PORT" KIT_PGBOUNCER_PORT
+  # Not running, so a pid file left behind is stale (a killed PgBouncer cannot remove its own).
+  # PgBouncer refuses to start over one whose pid still answers, and a killed daemon can linger
+  # as a zombie when nothing reaps it (PID 1 in a container).
+  rm -f "$PGBOUNCER_PID_FILE"
   step "pgbouncer: starting on 127.0.0.1:$PGBOUNCER_PORT (log: $LOG_DIR/pgbouncer.log)"
   # Up to max_client_conn clients plus the server connections: lift the soft descriptor limit
   # (inside, as runuser's PAM session resets it).

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(code) => code,
         Err(error) => {
-            report(&error);
+            kit::report(&error);
             ExitCode::FAILURE
         }
     }
@@ -80,17 +80,6 @@ impl Moved {
              cargo run --locked {profile}-p kit-dev -- {command}{args}"
         );
         ExitCode::from(2)
-    }
-}
-
-/// Prints an error and its causes, one per line. Never a backtrace: `anyhow`'s `Debug`
-/// (what returning `Err` from `main` prints) appends one whenever `RUST_BACKTRACE` is set,
-/// as it is in many development shells, and a refused configuration is no crash.
-fn report(error: &anyhow::Error) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {error}");
-    for cause in error.chain().skip(1) {
-        let _ = writeln!(err, "  caused by: {cause}");
     }
 }
 

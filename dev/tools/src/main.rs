@@ -5,7 +5,6 @@
 //! `make demo` runs) drives the three functions under `cargo lambda watch`. Figures and
 //! the demo's summary go to stdout, progress to stderr.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -37,18 +36,9 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            report(&error);
+            kit::report(&error);
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Prints an error and its causes, one per line, never a backtrace (as `kit` does).
-fn report(error: &anyhow::Error) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {error}");
-    for cause in error.chain().skip(1) {
-        let _ = writeln!(err, "  caused by: {cause}");
     }
 }
 
